@@ -1,0 +1,7 @@
+"""`python -m movierec` runs the CLI."""
+
+import sys
+
+from movierec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""movierec_simulator: package."""
