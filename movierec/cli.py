@@ -60,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the CLI's last line of defence: one readable line, details in the log
+    except (
+        Exception
+    ) as exc:  # the CLI's last line of defence: one readable line, details in the log
         logging.getLogger("movierec").debug("command failed", exc_info=True)
         print(f"movierec {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -1,1 +1,1 @@
-"""movierec_ingestor: package."""
+"""movierec_ingestor: event parsing, validation, storage and data quality for the movielog stream."""

@@ -1,1 +1,1 @@
-"""movierec_operator: package."""
+"""movierec_operator: the Kopf operator that rolls RecommenderModel versions out as canaries."""

@@ -1,1 +1,1 @@
-"""movierec_recommender: package."""
+"""movierec_recommender: collaborative-filtering models, training, registry, serving, routing, online evaluation."""

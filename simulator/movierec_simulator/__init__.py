@@ -1,1 +1,1 @@
-"""movierec_simulator: package."""
+"""movierec_simulator: a seeded synthetic movie world that emits the movielog stream and plays users."""

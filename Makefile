@@ -1,0 +1,46 @@
+# movierec: the two commands a newcomer runs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint format clean help
+
+help:
+	@echo "make demo           set up .venv and run the whole loop on embedded defaults"
+	@echo "make test           set up .venv, start the real services, run every test"
+	@echo "make lint           ruff + mypy"
+	@echo "make services-up    start Kafka, PostgreSQL, MLflow, Prometheus, Alertmanager, kube-apiserver"
+	@echo "make services-down  stop them"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/movierec demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Services are started once for the whole run and always stopped, also when tests fail.
+test: install services-build
+	@rc=0; $(MAKE) --no-print-directory services-up || exit 1; \
+	$(BIN)/ruff check . && $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	$(MAKE) --no-print-directory services-down; exit $$rc
+
+clean:
+	rm -rf var demo-output .pytest_cache .mypy_cache .ruff_cache
+
+-include harness/services.mk
