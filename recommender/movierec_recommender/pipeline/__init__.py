@@ -1,0 +1,1 @@
+"""The retraining pipeline (`movierec retrain`): gate, snapshot, fit, evaluate, log, register, promote."""
