@@ -1,0 +1,1 @@
+"""Data-quality gate: schema checks, drift and poisoning detection before training (`gate.run_gate`)."""
