@@ -1,0 +1,215 @@
+"""Pure builders of the children a RecommenderModel owns: Deployments, Services, the flag ConfigMap."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from movierec_operator import constants
+
+Owner = Mapping[
+    str, Any
+]  # the RecommenderModel body (apiVersion, kind, metadata.name/uid/namespace)
+
+
+def child_name(owner_name: str, track: str) -> str:
+    return f"{owner_name}-{track}"
+
+
+def flag_configmap_name(owner_name: str) -> str:
+    return f"{owner_name}-flags"
+
+
+def selector_labels(owner_name: str, track: str) -> dict[str, str]:
+    """Labels that pick one track's pods (immutable on a Deployment: never add versions here)."""
+    return {
+        constants.LABEL_NAME: constants.APP_NAME,
+        constants.LABEL_INSTANCE: owner_name,
+        constants.LABEL_TRACK: track,
+    }
+
+
+def _labels(owner_name: str, track: str | None = None) -> dict[str, str]:
+    labels = {
+        constants.LABEL_NAME: constants.APP_NAME,
+        constants.LABEL_INSTANCE: owner_name,
+        constants.LABEL_MANAGED_BY: constants.MANAGER,
+    }
+    if track:
+        labels[constants.LABEL_TRACK] = track
+    return labels
+
+
+def _adopted(obj: dict[str, Any], owner: Owner) -> dict[str, Any]:
+    kopf.adopt(
+        obj, owner=cast(kopf.Body, owner)
+    )  # ownerReference (controller, blockOwnerDeletion) + namespace
+    return obj
+
+
+def build_deployment(
+    owner: Owner,
+    *,
+    track: str,
+    model_name: str,
+    version: str,
+    image: str,
+    replicas: int,
+    tracking_uri: str,
+) -> dict[str, Any]:
+    """The Deployment serving ``models:/<model_name>/<version>`` as ``track``."""
+    name = owner["metadata"]["name"]
+    labels = {**_labels(name, track), constants.LABEL_MODEL_VERSION: version}
+    pod_labels = {**selector_labels(name, track), constants.LABEL_MODEL_VERSION: version}
+    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    container = {
+        "name": "recommender",
+        "image": image,
+        "command": [
+            "movierec",
+            "serve",
+            "--model",
+            f"models:/{model_name}/{version}",
+            "--port",
+            str(constants.SERVE_PORT),
+        ],
+        "env": [
+            {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+            {"name": "MOVIEREC_TRACK", "value": track},
+            {"name": "MOVIEREC_MODEL_VERSION", "value": version},
+        ],
+        "ports": [{"name": "http", "containerPort": constants.SERVE_PORT, "protocol": "TCP"}],
+        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}},
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return _adopted(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": child_name(name, track), "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": selector_labels(name, track)},
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(constants.SERVE_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": {"containers": [container]},
+                },
+            },
+        },
+        owner,
+    )
+
+
+def build_service(owner: Owner, *, track: str) -> dict[str, Any]:
+    """The Service in front of one track (the router's upstream for that track name)."""
+    name = owner["metadata"]["name"]
+    return _adopted(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": child_name(name, track), "labels": _labels(name, track)},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector_labels(name, track),
+                "ports": [
+                    {
+                        "name": "http",
+                        "port": constants.SERVE_PORT,
+                        "targetPort": "http",
+                        "protocol": "TCP",
+                    },
+                ],
+            },
+        },
+        owner,
+    )
+
+
+def build_flag_data(canary_weight: int) -> dict[str, Any]:
+    """LaunchDarkly flag data (file data source format) sending ``canary_weight`` % to canary."""
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight must be 0..100, got {canary_weight}")
+    canary = canary_weight * constants.WEIGHT_SCALE
+    variations = [constants.TRACK_STABLE, constants.TRACK_CANARY]
+    common = {
+        "version": 1,
+        "targets": [],
+        "contextTargets": [],
+        "rules": [],
+        "prerequisites": [],
+        "trackEvents": False,
+        "trackEventsFallthrough": False,
+        "clientSide": False,
+        "deleted": False,
+    }
+    return {
+        "flags": {
+            constants.FLAG_KEY: {
+                **common,
+                "key": constants.FLAG_KEY,
+                "on": True,
+                "salt": constants.FLAG_SALT,
+                "variations": variations,
+                "offVariation": variations.index(constants.TRACK_STABLE),
+                "fallthrough": {
+                    "rollout": {
+                        "variations": [
+                            {"variation": 0, "weight": 100 * constants.WEIGHT_SCALE - canary},
+                            {"variation": 1, "weight": canary},
+                        ],
+                    },
+                },
+            },
+            constants.KILL_SWITCH_KEY: {
+                **common,
+                "key": constants.KILL_SWITCH_KEY,
+                "on": True,
+                "salt": constants.KILL_SWITCH_KEY,
+                "variations": [False, True],
+                "offVariation": 0,
+                "fallthrough": {"variation": 0},
+            },
+        },
+    }
+
+
+def build_flag_configmap(owner: Owner, *, canary_weight: int) -> dict[str, Any]:
+    """The ConfigMap the router mounts as its LaunchDarkly flag-data file."""
+    name = owner["metadata"]["name"]
+    return _adopted(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": flag_configmap_name(name),
+                "labels": _labels(name),
+                "annotations": {"movierec.io/canary-weight": str(canary_weight)},
+            },
+            "data": {
+                constants.FLAG_FILE: json.dumps(
+                    build_flag_data(canary_weight), indent=2, sort_keys=True
+                ),
+            },
+        },
+        owner,
+    )

@@ -1,0 +1,73 @@
+"""Every name, label, key and default the operator shares with the cluster, MLflow and the router."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+GROUP: Final = "movierec.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "RecommenderModel"
+PLURAL: Final = "recommendermodels"
+
+TRACK_STABLE: Final = "stable"
+TRACK_CANARY: Final = "canary"
+
+# LaunchDarkly flag data the router reads (docs/CONTRACTS-internal.md, "Track assignment").
+FLAG_KEY: Final = "movierec-track"
+KILL_SWITCH_KEY: Final = "movierec-kill-switch"
+FLAG_SALT: Final = "movierec-track"  # fixed: changing it would reshuffle every user's track
+FLAG_FILE: Final = "flags.json"
+WEIGHT_SCALE: Final = 1000  # LaunchDarkly weights are thousandths of a percent
+
+# MLflow
+CHAMPION_ALIAS: Final = "champion"
+TAG_OUTCOME: Final = "movierec.rollout.outcome"
+TAG_REASON: Final = "movierec.rollout.reason"
+TAG_TIME: Final = "movierec.rollout.time"
+
+# Children
+SERVE_PORT: Final = 8082
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_TRACK: Final = "movierec.io/track"
+LABEL_MODEL_VERSION: Final = "movierec.io/model-version"
+APP_NAME: Final = "movierec-recommender"
+MANAGER: Final = "movierec-operator"
+
+# Defaults of the spec (mirrored in the CRD's defaults)
+DEFAULT_STEPS: Final = (10, 25, 50, 100)
+DEFAULT_INTERVAL: Final = "2m"
+DEFAULT_MAX_FAILED_CHECKS: Final = 2
+DEFAULT_MIN_SAMPLES: Final = 200
+DEFAULT_REPLICAS: Final = 2
+
+
+class Phase(StrEnum):
+    """Where a RecommenderModel's rollout is (``status.phase``)."""
+
+    STABLE = "Stable"
+    PROGRESSING = "Progressing"
+    HOLDING = "Holding"
+    PROMOTING = "Promoting"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class Verdict(StrEnum):
+    """The outcome of one analysis check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Outcome(StrEnum):
+    """What happened to a model version, as tagged in MLflow."""
+
+    PROMOTED = "promoted"
+    FORCE_PROMOTED = "force-promoted"
+    ROLLED_BACK = "rolled-back"

@@ -1,0 +1,305 @@
+"""One reconciliation of a RecommenderModel, read fresh from the API server: resolve the version,
+analyse the canary when due, decide, apply the children, record the outcome, write ``status``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from movierec_operator import builders, constants, status
+from movierec_operator.analysis import (
+    CheckResult,
+    Prometheus,
+    PrometheusError,
+    run_analysis,
+    threshold_text,
+)
+from movierec_operator.constants import Outcome, Phase, Verdict
+from movierec_operator.k8s import Kube
+from movierec_operator.metrics import RolloutMetrics
+from movierec_operator.mlflow_client import Registry, RegistryUnavailableError, VersionNotFoundError
+from movierec_operator.policy import (
+    Action,
+    ActionKind,
+    CheckOutcome,
+    Observations,
+    Policy,
+    RolloutState,
+    analysis_due,
+    decide,
+    finish_promotion,
+    transition,
+)
+from movierec_operator.settings import Settings
+from movierec_operator.spec import ModelSpec, SpecError, parse_spec, promql_duration
+
+log = logging.getLogger(__name__)
+
+WARNING_ACTIONS = {ActionKind.RECORD_FAILURE, ActionKind.ROLL_BACK, ActionKind.FORCE_PROMOTE}
+EVENT_REASONS = {
+    ActionKind.INITIALIZE: "Initialized",
+    ActionKind.START_CANARY: "CanaryStarted",
+    ActionKind.STEP_UP: "CanaryStepUp",
+    ActionKind.RECORD_FAILURE: "AnalysisFailed",
+    ActionKind.HOLD: "Holding",
+    ActionKind.PROMOTE: "Promoted",
+    ActionKind.FORCE_PROMOTE: "ForcePromoted",
+    ActionKind.ROLL_BACK: "RolledBack",
+    ActionKind.SETTLE: "Stable",
+}
+
+
+@dataclass
+class Deps:
+    """The adapters a reconciliation talks to (built once at operator start-up)."""
+
+    settings: Settings
+    kube: Kube
+    registry: Registry
+    prometheus: Prometheus
+    metrics: RolloutMetrics
+
+
+def policy_of(spec: ModelSpec, settings: Settings) -> Policy:
+    return Policy(
+        steps=spec.rollout.steps,
+        interval_seconds=settings.analysis_interval_override or spec.rollout.interval_seconds,
+        max_failed_checks=spec.rollout.max_failed_checks,
+        force_promote=spec.force_promote,
+    )
+
+
+def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None) -> None:
+    """Bring one RecommenderModel a step closer to its spec. Idempotent and restart-safe: every
+    decision is made from the object's current ``status``, written back before side effects
+    that must not repeat."""
+    now = time.time() if now is None else now
+    body = deps.kube.get_model(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    meta, raw_status = body["metadata"], body.get("status") or {}
+    generation = meta.get("generation")
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError as exc:
+        _fail(deps, body, "InvalidSpec", f"{exc}. Fix the RecommenderModel spec.", now)
+        return
+
+    state = status.read_state(raw_status)
+    try:
+        desired = deps.registry.resolve(
+            spec.model_name, version=spec.version, alias=spec.follow_alias
+        )
+    except RegistryUnavailableError as exc:
+        raise kopf.TemporaryError(str(exc), delay=15) from exc
+    except VersionNotFoundError as exc:
+        source = f"alias {spec.follow_alias!r}" if spec.follow_alias else f"version {spec.version}"
+        message = (
+            f"{source} of model {spec.model_name!r} not found in MLflow ({exc}); register it "
+            "or fix the spec"
+        )
+        if state.stable_version is None:
+            _fail(deps, body, "VersionNotFound", message, now)
+            return
+        desired = None  # keep serving what runs; say why nothing moves
+        log.warning("%s/%s: %s", namespace, name, message)
+
+    policy = policy_of(spec, deps.settings)
+    results: list[CheckResult] | None = None
+    if (
+        desired is not None
+        and desired == state.canary_version
+        and not spec.force_promote
+        and analysis_due(policy, state, now)
+    ):
+        results = _analyse(deps, spec, state, policy)
+    outcomes = (
+        [CheckOutcome(r.name, r.verdict, r.detail) for r in results]
+        if results is not None
+        else None
+    )
+    action = decide(policy, state, Observations(desired, now, outcomes))
+    new_state = transition(policy, state, action, now)
+    log.info("%s/%s: %s (%s)", namespace, name, action.kind, action.reason)
+
+    if action.kind in (ActionKind.PROMOTE, ActionKind.FORCE_PROMOTE):
+        # persist "Promoting" first: a restart from here finishes the promotion, never re-judges
+        _write_status(
+            deps,
+            body,
+            new_state,
+            action=action,
+            results=results,
+            now=now,
+            generation=generation,
+            desired=desired,
+        )
+        outcome = Outcome.FORCE_PROMOTED if new_state.force_promoted else Outcome.PROMOTED
+        _apply_children(deps, body, spec, finish_promotion(new_state, now))
+        _record(
+            deps, spec, new_state.canary_version, outcome=outcome, reason=action.reason, now=now
+        )
+        new_state = finish_promotion(new_state, now)
+    else:
+        _apply_children(deps, body, spec, new_state)
+
+    _write_status(
+        deps,
+        body,
+        new_state,
+        action=action,
+        results=results,
+        now=now,
+        generation=generation,
+        desired=desired,
+    )
+    if action.kind == ActionKind.ROLL_BACK and action.version:
+        # after the status: a rollback must stand even when MLflow is down for the tag
+        try:
+            _record(
+                deps,
+                spec,
+                action.version,
+                outcome=Outcome.ROLLED_BACK,
+                reason=action.reason,
+                now=now,
+            )
+        except kopf.TemporaryError as exc:
+            log.warning("%s/%s: %s", namespace, name, exc)
+            deps.kube.event(body, type_="Warning", reason="RegistryTagFailed", message=str(exc))
+    if action.kind != ActionKind.NOTHING and not (
+        action.kind == ActionKind.HOLD and state.phase == Phase.HOLDING
+    ):
+        deps.kube.event(
+            body,
+            type_="Warning" if action.kind in WARNING_ACTIONS else "Normal",
+            reason=EVENT_REASONS[action.kind],
+            message=action.reason,
+        )
+    deps.metrics.observe(f"{namespace}/{name}", new_state.phase, new_state.canary_weight)
+
+
+def _analyse(deps: Deps, spec: ModelSpec, state: RolloutState, policy: Policy) -> list[CheckResult]:
+    window = (
+        spec.rollout.window_seconds if spec.rollout.analysis_window else policy.interval_seconds
+    )
+    assert state.canary_version is not None and state.stable_version is not None
+    try:
+        return run_analysis(
+            spec.checks,
+            deps.prometheus.query,
+            canary_version=state.canary_version,
+            stable_version=state.stable_version,
+            window=promql_duration(window),
+            min_samples=spec.rollout.min_samples,
+        )
+    except PrometheusError as exc:
+        # no data is no verdict: hold the canary where it is rather than judge it blind
+        log.warning("analysis skipped: %s", exc)
+        return [
+            CheckResult(c.name, Verdict.INCONCLUSIVE, None, None, threshold_text(c), None, str(exc))
+            for c in spec.checks[:1]
+        ]
+
+
+def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: RolloutState) -> None:
+    if state.stable_version is None:
+        return
+    settings = deps.settings
+    common = {
+        "model_name": spec.model_name,
+        "image": spec.image or settings.image,
+        "tracking_uri": settings.serving_tracking_uri or settings.mlflow_tracking_uri,
+    }
+    canary_on = state.canary_active and state.canary_version is not None
+    objects = [
+        builders.build_deployment(
+            body,
+            track=constants.TRACK_STABLE,
+            version=state.stable_version,
+            replicas=spec.replicas,
+            **common,
+        ),
+        builders.build_deployment(
+            body,
+            track=constants.TRACK_CANARY,
+            version=state.canary_version
+            if canary_on and state.canary_version
+            else state.stable_version,
+            replicas=spec.replicas if canary_on else 0,
+            **common,
+        ),
+        builders.build_service(body, track=constants.TRACK_STABLE),
+        builders.build_service(body, track=constants.TRACK_CANARY),
+        builders.build_flag_configmap(body, canary_weight=state.canary_weight if canary_on else 0),
+    ]
+    for obj in objects:
+        deps.kube.apply(obj)
+
+
+def _record(
+    deps: Deps, spec: ModelSpec, version: str | None, *, outcome: Outcome, reason: str, now: float
+) -> None:
+    if version is None:
+        return
+    try:
+        deps.registry.record_outcome(spec.model_name, version, outcome, reason, now)
+    except (RegistryUnavailableError, VersionNotFoundError) as exc:
+        raise kopf.TemporaryError(f"recording {outcome} in MLflow: {exc}", delay=15) from exc
+
+
+def _write_status(
+    deps: Deps,
+    body: dict[str, Any],
+    state: RolloutState,
+    *,
+    action: Action,
+    results: list[CheckResult] | None,
+    now: float,
+    generation: int | None,
+    desired: str | None,
+) -> None:
+    old = body.get("status") or {}
+    fields: dict[str, Any] = {**status.state_fields(state), "observedGeneration": generation}
+    if desired is not None:
+        fields["desiredVersion"] = desired
+    quiet = action.kind == ActionKind.NOTHING and action.reason == "waiting for the next analysis"
+    if not quiet or not old.get("conditions"):
+        fields["message"] = action.reason
+        fields["conditions"] = status.build_conditions(
+            old.get("conditions"), state, action, now=now, generation=generation
+        )
+    if results is not None:
+        fields.update(status.analysis_fields(results, now))
+    if all(old.get(k) == v for k, v in fields.items()):
+        return  # nothing new: no write, no watch event, no resourceVersion churn
+    deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
+    body["status"] = {**old, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _fail(deps: Deps, body: dict[str, Any], reason: str, message: str, now: float) -> None:
+    """Phase Failed with a message a person can act on; one Event per distinct message."""
+    old = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    if old.get("phase") == Phase.FAILED and old.get("message") == message:
+        return
+    state = status.read_state(old)
+    failed = RolloutState(**{**state.__dict__, "phase": Phase.FAILED})
+    action = Action(ActionKind.NOTHING, message)
+    fields = {
+        "phase": str(Phase.FAILED),
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": status.build_conditions(
+            old.get("conditions"), failed, action, now=now, generation=generation
+        ),
+    }
+    deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
+    deps.kube.event(body, type_="Warning", reason=reason, message=message)
+    deps.metrics.observe(
+        f"{body['metadata']['namespace']}/{body['metadata']['name']}", Phase.FAILED, 0
+    )

@@ -1,0 +1,273 @@
+"""Helpers for the operator tests: kubectl on a test namespace, the test-controlled metrics
+endpoint, MLflow versions, and the in-process operator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "recommendermodels.movierec.io.yaml"
+MANIFESTS = REPO / "manifests"
+
+
+def wait_for(
+    what: str, probe: Callable[[], Any], *, timeout: float = 30, every: float = 0.2
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail the test with ``what`` if not."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Cluster:
+    """kubectl on one test namespace of the real API server."""
+
+    kubeconfig: Path
+    namespace: str
+    kubectl_path: str
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        done = subprocess.run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", "-n", self.namespace, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout if check else done.stdout + done.stderr
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        out = self.kubectl("get", kind, name, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def read(self, kind: str, name: str) -> dict[str, Any] | None:
+        """Like :meth:`get` through the Python client: fast enough to catch every rollout step."""
+        from kubernetes.client.exceptions import ApiException
+
+        api = self._api()
+        paths = {
+            "rm": f"/apis/movierec.io/v1alpha1/namespaces/{self.namespace}/recommendermodels",
+            "deployment": f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
+            "configmap": f"/api/v1/namespaces/{self.namespace}/configmaps",
+        }
+        try:
+            data, _, _ = api.call_api(
+                f"{paths[kind]}/{name}",
+                "GET",
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data
+
+    def _api(self) -> Any:
+        if not hasattr(self, "_client"):
+            import urllib3
+            from kubernetes import config
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            self._client = config.new_client_from_config(config_file=str(self.kubeconfig))
+        return self._client
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+
+
+@dataclass
+class TrackBehaviour:
+    """How one (track, model version) behaves: traffic rate and metric values."""
+
+    requests_per_second: float = 60.0
+    error_ratio: float = 0.0
+    latency_seconds: float = 0.05
+    online_rmse: float = 0.9
+    engagement: float = 0.3
+    disparity: float = 0.9
+    online_requests: float = 1000.0
+
+
+@dataclass
+class MetricsSource:
+    """A prometheus-client endpoint in the test process with the metric names of ARCHITECTURE.md
+    section 8; a thread turns each track's behaviour into counter increments every 100 ms."""
+
+    port: int = 0
+    behaviours: dict[tuple[str, str], TrackBehaviour] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            start_http_server,
+        )
+
+        reg = CollectorRegistry()
+        labels = ["component", "track", "model_version"]
+        self.requests = Counter("movierec_requests", "requests", [*labels, "status"], registry=reg)
+        self.latency = Histogram(
+            "movierec_request_latency_seconds",
+            "latency",
+            labels,
+            registry=reg,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.rmse = Gauge("movierec_online_rmse", "rmse", ["model_version", "track"], registry=reg)
+        self.rmse_n = Gauge(
+            "movierec_online_rmse_samples", "n", ["model_version", "track"], registry=reg
+        )
+        self.engagement = Gauge(
+            "movierec_engagement_rate", "e", ["model_version", "track", "group"], registry=reg
+        )
+        self.online_requests = Gauge(
+            "movierec_online_requests", "n", ["model_version", "track"], registry=reg
+        )
+        self.disparity = Gauge(
+            "movierec_fairness_disparity_ratio", "d", ["attribute", "track"], registry=reg
+        )
+        self.server, self.thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+        self.port = self.server.server_port
+        self._worker = threading.Thread(target=self._run, daemon=True)
+        self._worker.start()
+
+    def set(self, track: str, version: str, behaviour: TrackBehaviour) -> None:
+        self.behaviours[(track, version)] = behaviour
+
+    def _run(self) -> None:
+        tick = 0.1
+        carry: dict[tuple[str, str], float] = {}
+        while not self._stop.wait(tick):
+            for (track, version), b in list(self.behaviours.items()):
+                key = (track, version)
+                carry[key] = carry.get(key, 0.0) + b.requests_per_second * tick
+                n = int(carry[key])
+                carry[key] -= n
+                errors = round(n * b.error_ratio)
+                common = ("recommender", track, version)
+                if n - errors:
+                    self.requests.labels(*common, "200").inc(n - errors)
+                if errors:
+                    self.requests.labels(*common, "500").inc(errors)
+                for _ in range(n):
+                    self.latency.labels(*common).observe(b.latency_seconds)
+                self.rmse.labels(version, track).set(b.online_rmse)
+                self.rmse_n.labels(version, track).set(b.online_requests)
+                self.engagement.labels(version, track, "all").set(b.engagement)
+                self.online_requests.labels(version, track).set(b.online_requests)
+                self.disparity.labels("gender", track).set(b.disparity)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=5)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Registry:
+    """Registered versions of one freshly named model on the real MLflow server."""
+
+    tracking_uri: str
+    model_name: str
+
+    @property
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def register(self, count: int) -> list[str]:
+        client = self.client
+        run = client.create_run(experiment_id="0")
+        versions = [
+            str(
+                client.create_model_version(
+                    self.model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+                ).version
+            )
+            for _ in range(count)
+        ]
+        client.set_terminated(run.info.run_id)
+        return versions
+
+    def tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.model_name, version).tags)
+
+    def alias(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException:
+            return None
+
+
+@dataclass
+class Operator:
+    """Starts and stops Kopf (``kopf.testing.KopfRunner``) on the test namespace."""
+
+    cluster: Cluster
+    kubeconfig: Path
+    env: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch
+    runner: Any = None
+
+    def start(self) -> None:
+        from kopf.testing import KopfRunner
+
+        for key, value in self.env.items():
+            self.monkeypatch.setenv(key, value)
+        self.monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
+        self.runner = KopfRunner(
+            [
+                "run",
+                "-m",
+                "movierec_operator.handlers",
+                "--standalone",
+                f"--namespace={self.cluster.namespace}",
+            ],
+            timeout=60,
+        )
+        self.runner.__enter__()
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            runner.__exit__(None, None, None)
+            assert runner.exit_code == 0, runner.output
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None
+
+
+def install_rbac(cluster: Cluster) -> None:
+    """The operator's ServiceAccount, Role and RoleBinding from manifests/operator/."""
+    for name in ("serviceaccount", "role", "rolebinding"):
+        text = (MANIFESTS / "operator" / f"{name}.yaml").read_text()
+        text = text.replace("namespace: movierec", f"namespace: {cluster.namespace}")
+        cluster.kubectl("apply", "-f", "-", stdin=text)

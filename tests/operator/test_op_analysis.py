@@ -1,0 +1,157 @@
+"""PromQL rendering per check and the verdict of each check from measured numbers."""
+
+from __future__ import annotations
+
+import pytest
+from movierec_operator.analysis import (
+    DEFAULT_QUERIES,
+    _single_value,
+    evaluate,
+    queries_for,
+    render,
+    run_analysis,
+)
+from movierec_operator.constants import Verdict
+from movierec_operator.spec import Check, default_checks
+
+CANARY = {"track": "canary", "version": "7", "window": "2m"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value_query", "samples_query"),
+    [
+        (
+            "success-rate",
+            '(sum(rate(movierec_requests_total{component="recommender",track="canary",'
+            'model_version="7",status=~"2.."}[2m])) or vector(0)) / sum(rate('
+            'movierec_requests_total{component="recommender",track="canary",model_version="7"}[2m]))',
+            'sum(increase(movierec_requests_total{component="recommender",track="canary",'
+            'model_version="7"}[2m]))',
+        ),
+        (
+            "latency-p95-seconds",
+            "histogram_quantile(0.95, sum by (le) (rate(movierec_request_latency_seconds_bucket"
+            '{component="recommender",track="canary",model_version="7"}[2m])))',
+            'sum(increase(movierec_requests_total{component="recommender",track="canary",'
+            'model_version="7"}[2m]))',
+        ),
+        (
+            "online-rmse",
+            'max(movierec_online_rmse{track="canary",model_version="7"})',
+            'sum(movierec_online_rmse_samples{track="canary",model_version="7"})',
+        ),
+        (
+            "engagement",
+            'max(movierec_engagement_rate{track="canary",model_version="7",group="all"})',
+            'sum(movierec_online_requests{track="canary",model_version="7"})',
+        ),
+        (
+            "fairness-disparity-ratio",
+            'min(movierec_fairness_disparity_ratio{track="canary"})',
+            'sum(movierec_online_requests{track="canary",model_version="7"})',
+        ),
+    ],
+)
+def test_default_queries_render(name: str, value_query: str, samples_query: str) -> None:
+    check = next(c for c in default_checks() if c.name == name)
+    value_t, samples_t = queries_for(check)
+    assert render(value_t, **CANARY) == value_query
+    assert render(samples_t, **CANARY) == samples_query
+
+
+def test_every_default_check_has_a_query() -> None:
+    assert {c.name for c in default_checks()} == set(DEFAULT_QUERIES)
+
+
+def test_custom_query_and_label_escaping() -> None:
+    check = Check(name="custom", query='up{job="{{track}}",v="{{version}}"}', min=1)
+    value_t, samples_t = queries_for(check)
+    assert render(value_t, track="canary", version='7"x', window="1m") == (
+        'up{job="canary",v="7\\"x"}'
+    )
+    assert "movierec_requests_total" in samples_t  # default samples: canary requests
+
+
+MIN = Check(name="success-rate", min=0.99)
+MAX = Check(name="latency-p95-seconds", max=0.4)
+INCREASE = Check(name="online-rmse", max_increase=0.05)
+RATIO = Check(name="engagement", min_ratio=0.95)
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "samples", "stable", "verdict", "detail"),
+    [
+        (MIN, 0.995, 500, None, Verdict.PASS, ""),
+        (MIN, 0.99, 500, None, Verdict.PASS, ""),
+        (MIN, 0.95, 500, None, Verdict.FAIL, "0.95 < min 0.99"),
+        (MIN, None, 500, None, Verdict.INCONCLUSIVE, "no data"),
+        (MIN, 0.5, 199, None, Verdict.INCONCLUSIVE, "199 samples < minSamples 200"),
+        (MIN, 0.5, None, None, Verdict.INCONCLUSIVE, "no samples < minSamples 200"),
+        (MAX, 0.3, 500, None, Verdict.PASS, ""),
+        (MAX, 0.5, 500, None, Verdict.FAIL, "0.5 > max 0.4"),
+        (INCREASE, 1.02, 500, 1.0, Verdict.PASS, ""),
+        (INCREASE, 0.8, 500, 1.0, Verdict.PASS, ""),
+        (INCREASE, 1.10, 500, 1.0, Verdict.FAIL, "+10.0% vs stable 1"),
+        (INCREASE, 1.10, 500, None, Verdict.INCONCLUSIVE, "no data for the stable track"),
+        (INCREASE, 1.10, 500, 0.0, Verdict.INCONCLUSIVE, "stable value is 0"),
+        (RATIO, 0.30, 500, 0.30, Verdict.PASS, ""),
+        (RATIO, 0.20, 500, 0.30, Verdict.FAIL, "0.667 x stable 0.3"),
+        (RATIO, 0.20, 10, 0.30, Verdict.INCONCLUSIVE, "10 samples"),
+    ],
+)
+def test_evaluate(
+    *,
+    check: Check,
+    value: float | None,
+    samples: float | None,
+    stable: float | None,
+    verdict: Verdict,
+    detail: str,
+) -> None:
+    result = evaluate(check, value=value, samples=samples, min_samples=200, stable_value=stable)
+    assert result.verdict == verdict
+    assert detail in result.detail
+    assert result.threshold
+
+
+def test_run_analysis_queries_stable_only_for_relative_checks() -> None:
+    asked: list[str] = []
+    answers = {"canary": 1.0, "stable": 2.0}
+
+    def query(promql: str) -> float | None:
+        asked.append(promql)
+        if "increase(" in promql or "_samples" in promql or "online_requests" in promql:
+            return 1000.0
+        return answers["stable" if 'track="stable"' in promql else "canary"]
+
+    results = run_analysis(
+        [MIN, RATIO], query, canary_version="7", stable_version="6", window="30s", min_samples=1
+    )
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.FAIL]
+    stable_queries = [q for q in asked if 'track="stable"' in q]
+    assert stable_queries == [
+        'max(movierec_engagement_rate{track="stable",model_version="6",group="all"})'
+    ]
+    assert results[1].to_status() == {
+        "verdict": "fail",
+        "value": 1.0,
+        "samples": 1000.0,
+        "threshold": ">= 0.95 x stable",
+        "detail": "1 is 0.5 x stable 2 (min 0.95)",
+        "stableValue": 2.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "value"),
+    [
+        ({"resultType": "vector", "result": []}, None),
+        ({"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.25"]}]}, 0.25),
+        ({"resultType": "vector", "result": [{"metric": {}, "value": [1, "NaN"]}]}, None),
+        ({"resultType": "vector", "result": [{"metric": {}, "value": [1, "+Inf"]}]}, None),
+        ({"resultType": "scalar", "result": [1, "3"]}, 3.0),
+        ({"resultType": "matrix", "result": []}, None),
+    ],
+)
+def test_prometheus_answers_reduce_to_one_number(data: dict, value: float | None) -> None:
+    assert _single_value(data) == value

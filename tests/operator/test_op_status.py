@@ -1,0 +1,87 @@
+"""Status round trip and conditions a person can act on."""
+
+from __future__ import annotations
+
+from movierec_operator import status
+from movierec_operator.constants import Phase
+from movierec_operator.policy import Action, ActionKind, RolloutState
+
+NOW = 1_800_000_000.0
+
+
+def test_state_round_trips_through_status_fields() -> None:
+    state = RolloutState(
+        phase=Phase.HOLDING,
+        stable_version="3",
+        canary_version="4",
+        canary_weight=25,
+        step_index=1,
+        failed_checks=1,
+        rolled_back_version=None,
+        step_started=NOW + 0.25,
+        force_promoted=False,
+    )
+    fields = {k: v for k, v in status.state_fields(state).items() if v is not None}
+    assert status.read_state(fields) == state
+
+
+def test_empty_status_is_an_empty_state() -> None:
+    assert status.read_state(None) == RolloutState()
+    assert status.read_state({"phase": "Bogus"}).phase is None
+
+
+def test_rollback_conditions_say_what_to_do() -> None:
+    state = RolloutState(phase=Phase.ROLLED_BACK, stable_version="3", rolled_back_version="4")
+    action = Action(
+        ActionKind.ROLL_BACK, "canary 4 failed analysis 2 time(s): success-rate 0.9 < min 0.99"
+    )
+    conds = {
+        c["type"]: c for c in status.build_conditions(None, state, action, now=NOW, generation=2)
+    }
+    assert conds["Ready"]["status"] == "True"
+    assert conds["Progressing"]["reason"] == "RolledBack"
+    assert "success-rate 0.9 < min 0.99" in conds["Progressing"]["message"]
+    assert "publish a new version, or set forcePromote" in conds["Progressing"]["message"]
+    assert conds["Promoted"] == {
+        "type": "Promoted",
+        "status": "False",
+        "reason": "RolledBack",
+        "message": action.reason,
+        "lastTransitionTime": "2027-01-15T08:00:00Z",
+        "observedGeneration": 2,
+    }
+
+
+def test_transition_time_moves_only_when_the_status_flips() -> None:
+    progressing = RolloutState(
+        phase=Phase.PROGRESSING, stable_version="1", canary_version="2", canary_weight=10
+    )
+    first = status.build_conditions(
+        None, progressing, Action(ActionKind.START_CANARY, "start"), now=NOW, generation=1
+    )
+    stepped = RolloutState(**{**progressing.__dict__, "canary_weight": 50, "step_index": 1})
+    second = status.build_conditions(
+        first, stepped, Action(ActionKind.STEP_UP, "up"), now=NOW + 60, generation=1
+    )
+    by_type = {c["type"]: c for c in second}
+    assert by_type["Progressing"]["lastTransitionTime"] == status.rfc3339(NOW)
+    assert "at 50% (step 2" in by_type["Progressing"]["message"]
+    assert "Promoted" not in by_type  # nothing promoted yet: no claim either way
+    promoted = RolloutState(phase=Phase.STABLE, stable_version="2")
+    third = {
+        c["type"]: c
+        for c in status.build_conditions(
+            second, promoted, Action(ActionKind.PROMOTE, "passed"), now=NOW + 120, generation=1
+        )
+    }
+    assert third["Progressing"]["status"] == "False"
+    assert third["Progressing"]["lastTransitionTime"] == status.rfc3339(NOW + 120)
+    assert (third["Promoted"]["status"], third["Promoted"]["reason"]) == ("True", "Promoted")
+
+
+def test_force_promotion_is_visible_in_the_promoted_condition() -> None:
+    state = RolloutState(phase=Phase.STABLE, stable_version="2", force_promoted=True)
+    conds = status.build_conditions(
+        None, state, Action(ActionKind.FORCE_PROMOTE, "forcePromote"), now=NOW, generation=3
+    )
+    assert {c["type"]: c["reason"] for c in conds}["Promoted"] == "ForcePromoted"
