@@ -1,0 +1,213 @@
+"""Rating data for training: `RatingsData` read from a CSV file or the ingestor's database.
+
+Ids are kept as a sorted string vocabulary plus int32 codes, so 25M ratings cost ~150 MB rather than
+gigabytes of Python strings; `user_ids` / `movie_ids` materialise the string arrays on demand.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from movierec_ingestor.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("user_id", "movie_id", "rating")
+OPTIONAL_COLUMNS = ("timestamp",)
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return (sorted unique strings, int32 codes) — hash-based, then sorted, so O(n) on big input."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(values), sort=False)
+    vocab = np.asarray(uniques).astype(str)
+    order = np.argsort(vocab, kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return vocab[order], rank[codes]
+
+
+@dataclass(frozen=True)
+class RatingsData:
+    """Explicit ratings: one row per (user, movie) event; ids are strings, ratings float32."""
+
+    user_vocab: np.ndarray  # sorted unique user ids (str)
+    user_codes: np.ndarray  # int32 index into user_vocab, one per rating
+    movie_vocab: np.ndarray
+    movie_codes: np.ndarray
+    ratings: np.ndarray  # float32
+    timestamps: np.ndarray | None = None  # int64 epoch seconds
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(
+        cls,
+        user_ids: Any,
+        movie_ids: Any,
+        ratings: Any,
+        timestamps: Any | None = None,
+    ) -> RatingsData:
+        user_vocab, user_codes = _factorize(np.asarray(user_ids).astype(str))
+        movie_vocab, movie_codes = _factorize(np.asarray(movie_ids).astype(str))
+        r = np.asarray(ratings, dtype=np.float32)
+        ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+        return cls(user_vocab, user_codes, movie_vocab, movie_codes, r, ts)._validated()
+
+    def _validated(self) -> RatingsData:
+        n = len(self.ratings)
+        for name in ("user_codes", "movie_codes"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} rows, ratings has {n}")
+        if self.timestamps is not None and len(self.timestamps) != n:
+            raise ValueError("timestamps and ratings differ in length")
+        if n and not np.all(np.isfinite(self.ratings)):
+            raise ValueError("ratings contain NaN or infinity")
+        return self
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> RatingsData:
+        """Read `user_id,movie_id,rating[,timestamp]`; BadInputError names the file and the line."""
+        import pandas as pd
+
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"ratings file not found: {path}")
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), None)
+        header = [h.strip() for h in header] if header else []
+        if tuple(header[:3]) != REQUIRED_COLUMNS or any(
+            h not in OPTIONAL_COLUMNS for h in header[3:]
+        ):
+            raise BadInputError(
+                f"{path}: line 1: expected header 'user_id,movie_id,rating[,timestamp]', "
+                f"got {','.join(header)!r}"
+            )
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"{path}: cannot parse CSV: {exc}") from exc
+        frame.columns = [c.strip() for c in frame.columns]
+        for column in ("user_id", "movie_id"):
+            empty = np.flatnonzero(frame[column].str.strip().to_numpy() == "")
+            if len(empty):
+                raise BadInputError(f"{path}: line {empty[0] + 2}: empty {column}")
+        rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(rating))
+        if len(bad):
+            raise BadInputError(
+                f"{path}: line {bad[0] + 2}: rating {frame['rating'].iloc[bad[0]]!r} is not a number"
+            )
+        timestamps = None
+        if "timestamp" in frame.columns:
+            timestamps = _parse_timestamps(frame["timestamp"], path)
+        return cls.from_arrays(
+            frame["user_id"].str.strip().to_numpy(),
+            frame["movie_id"].str.strip().to_numpy(),
+            rating.astype(np.float32),
+            timestamps,
+        )
+
+    @classmethod
+    def from_db(cls, url: str, exclude_quarantined: bool = True) -> RatingsData:
+        """Latest rating per (user, movie) from the `ratings` table, minus quarantined pairs."""
+        import pandas as pd
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url)
+        try:
+            tables = set(sa.inspect(engine).get_table_names())
+            if "ratings" not in tables:
+                raise BadInputError(f"{url}: no 'ratings' table; run `movierec ingest` first")
+            query = "SELECT r.user_id, r.movie_id, r.rating, r.time FROM ratings r"
+            if exclude_quarantined and "quarantine" in tables:
+                query += (
+                    " WHERE NOT EXISTS (SELECT 1 FROM quarantine q"
+                    " WHERE q.user_id = r.user_id AND q.movie_id = r.movie_id)"
+                )
+            elif exclude_quarantined:
+                log.warning("no 'quarantine' table in %s: training on every rating", url)
+            with engine.connect() as conn:
+                frame = pd.read_sql_query(sa.text(query), conn)
+        finally:
+            engine.dispose()
+        times = pd.to_datetime(frame["time"], errors="coerce", format="ISO8601")
+        ts = None
+        if len(frame) and not times.isna().any():
+            ts = (times.astype("datetime64[ns]").to_numpy().astype(np.int64) // 10**9).astype(
+                np.int64
+            )
+        return cls.from_arrays(
+            frame["user_id"].astype(np.int64).astype(str).to_numpy(),
+            frame["movie_id"].astype(str).to_numpy(),
+            frame["rating"].to_numpy(dtype=np.float32),
+            ts,
+        )
+
+    # ---- views --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.user_vocab[self.user_codes]
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.movie_vocab[self.movie_codes]
+
+    @property
+    def n_users(self) -> int:
+        return len(np.unique(self.user_codes))
+
+    @property
+    def n_movies(self) -> int:
+        return len(np.unique(self.movie_codes))
+
+    def take(self, index: np.ndarray) -> RatingsData:
+        """Rows `index` (a boolean mask or positions); vocabularies are shared, not copied."""
+        return RatingsData(
+            self.user_vocab,
+            self.user_codes[index],
+            self.movie_vocab,
+            self.movie_codes[index],
+            self.ratings[index],
+            None if self.timestamps is None else self.timestamps[index],
+        )
+
+    def lineage(self) -> dict[str, Any]:
+        """Facts about the data worth logging next to a model (sizes, time range, rating scale)."""
+        out: dict[str, Any] = {
+            "n_ratings": len(self),
+            "n_users": self.n_users,
+            "n_movies": self.n_movies,
+        }
+        if len(self):
+            out["rating_min"] = float(self.ratings.min())
+            out["rating_max"] = float(self.ratings.max())
+        if self.timestamps is not None and len(self):
+            out["time_min"] = int(self.timestamps.min())
+            out["time_max"] = int(self.timestamps.max())
+        return out
+
+
+def _parse_timestamps(column: Any, path: Path) -> np.ndarray:
+    """Epoch seconds, or ISO 8601 text (naive = UTC); BadInputError with the first bad line."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(column, errors="coerce")
+    if not numeric.isna().any():
+        return numeric.to_numpy(dtype=np.float64).astype(np.int64)
+    parsed = pd.to_datetime(column, errors="coerce", format="ISO8601", utc=True)
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise BadInputError(
+            f"{path}: line {bad[0] + 2}: timestamp {column.iloc[bad[0]]!r} is neither epoch "
+            "seconds nor ISO 8601"
+        )
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().astype(np.int64) // 10**9

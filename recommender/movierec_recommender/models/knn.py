@@ -1,0 +1,351 @@
+"""User-user and item-item kNN on baseline residuals, vectorised over scipy.sparse.
+
+Prediction (Koren 2010, eq. 3, with Surprise's positive-similarity rule and a damping term):
+    r_ui = b_ui + sum_{j in N(i) ∩ R(u)} s_ij (r_uj - b_uj) / (sum |s_ij| + damping)
+for item-item, where N(i) is i's top-k neighbour list fitted once, and symmetrically for user-user
+(N(u) ∩ raters of i). b_ui = mu + b_u + b_i is the ALS baseline; the result is clipped to the
+training rating scale. Unknown ids fall back to the baseline terms that are known, then to mu.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec_recommender.data import RatingsData
+from movierec_recommender.models.base import compact_codes, lookup
+from movierec_recommender.models.baseline import fit_biases
+from movierec_recommender.models.config import KNNConfig
+from movierec_recommender.models.similarity import cap_row_entries, topk_cosine
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_LOOKUP_BATCH = 2_000_000  # neighbour look-ups per vectorised step in predict
+_SCORE_CELLS = 8_000_000  # dense (users x items) score cells per step in recommend
+
+
+class KNNRecommender:
+    """Shared machinery; subclasses say which axis holds the neighbours (`_item_based`)."""
+
+    algo: ClassVar[str] = ""
+    _item_based: ClassVar[bool] = True
+
+    def __init__(self, config: KNNConfig | None = None) -> None:
+        self._config = config or KNNConfig()
+        self.users = np.empty(0, dtype=str)
+        self.items = np.empty(0, dtype=str)
+        self.mu = 0.0
+        self.rating_min, self.rating_max = 1.0, 5.0
+        self.b_user = np.empty(0, dtype=np.float32)
+        self.b_item = np.empty(0, dtype=np.float32)
+        self.item_counts = np.empty(0, dtype=np.int64)
+        self.Z = sp.csr_matrix((0, 0), dtype=np.float32)  # users x items residuals r - b_ui
+        self.S = sp.csr_matrix((0, 0), dtype=np.float32)  # neighbours, k per row
+        self._cache: dict[str, Any] = {}
+
+    # ---- public API ---------------------------------------------------------------------------
+    @property
+    def config(self) -> KNNConfig:
+        return self._config
+
+    def fit(self, data: RatingsData) -> KNNRecommender:
+        if len(data) == 0:
+            raise ValueError("cannot fit on an empty data set")
+        cfg = self._config
+        users, u = compact_codes(data.user_codes, data.user_vocab)
+        items, i = compact_codes(data.movie_codes, data.movie_vocab)
+        u, i, r = _latest_per_pair(u, i, data.ratings, data.timestamps, len(items))
+        n_users, n_items = len(users), len(items)
+        mu, b_user, b_item = fit_biases(
+            u,
+            i,
+            r,
+            n_users,
+            n_items,
+            epochs=cfg.baseline_epochs,
+            reg_user=cfg.reg_user,
+            reg_item=cfg.reg_item,
+        )
+        z = (r - mu - b_user[u] - b_item[i]).astype(np.float32)
+        # (u, i) arrive sorted by u * n_items + i, so this is a canonical CSR (sorted indices)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
+        Z = sp.csr_matrix((z, i.astype(np.int32), indptr), shape=(n_users, n_items))
+        X = Z.T.tocsr() if self._item_based else Z  # rows = entities that get neighbours
+        C = Z if self._item_based else Z.T.tocsr()  # rows = contexts (raters of an entity pair)
+        if cfg.max_context_ratings is not None:
+            X = cap_row_entries(C, cfg.max_context_ratings).T.tocsr()
+        counts = np.diff(X.indptr)
+        candidates = None
+        if cfg.max_candidates is not None and cfg.max_candidates < X.shape[0]:
+            candidates = np.sort(np.argsort(-counts, kind="stable")[: cfg.max_candidates])
+        S = topk_cosine(
+            X,
+            k=cfg.neighbors,
+            shrinkage=cfg.shrinkage,
+            min_support=cfg.min_support,
+            min_similarity=cfg.min_similarity,
+            candidates=candidates,
+            chunk_nnz=cfg.chunk_nnz,
+        )
+        self.users, self.items = users, items
+        self.mu = mu
+        self.rating_min, self.rating_max = float(r.min()), float(r.max())
+        self.b_user, self.b_item = b_user.astype(np.float32), b_item.astype(np.float32)
+        self.item_counts = np.bincount(i, minlength=n_items).astype(np.int64)
+        self.Z, self.S = Z, S
+        self._cache = {}
+        log.info(
+            "fitted %s: %d users, %d items, %d ratings, %d neighbour links",
+            self.algo,
+            n_users,
+            n_items,
+            len(r),
+            S.nnz,
+        )
+        return self
+
+    def known_user(self, user_id: str) -> bool:
+        return bool(lookup(self.users, [user_id])[0] >= 0)
+
+    def popular(self, n: int) -> list[str]:
+        return [str(x) for x in self.items[self._popular_order()[:n]]]
+
+    def predict(self, user_ids: Any, movie_ids: Any) -> np.ndarray:
+        """Predicted rating per (user, movie) pair, in input order; never NaN."""
+        u = lookup(self.users, user_ids)
+        i = lookup(self.items, movie_ids)
+        if len(u) != len(i):
+            raise ValueError(f"{len(u)} user ids but {len(i)} movie ids")
+        pred = np.full(len(u), self.mu, dtype=np.float64)
+        ku, ki = u >= 0, i >= 0
+        pred[ku] += self.b_user[u[ku]]
+        pred[ki] += self.b_item[i[ki]]
+        both = np.flatnonzero(ku & ki)
+        if len(both):
+            num, den = self._pair_sums(u[both], i[both])
+            pred[both] += num / (den + self._config.damping + (den == 0))
+        return np.clip(pred, self.rating_min, self.rating_max)
+
+    def recommend(
+        self, user_id: str, n: int = 20, exclude_seen: bool = True
+    ) -> tuple[list[str], np.ndarray]:
+        ids, scores = self.recommend_batch([user_id], n, exclude_seen)
+        keep = ids[0] != ""
+        return [str(x) for x in ids[0][keep]], scores[0][keep]
+
+    def recommend_batch(
+        self, user_ids: Any, n: int = 20, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n movie ids and scores per user, best first: (users x n) arrays.
+
+        Unknown users get the most-popular list. Slots a user cannot fill (every movie seen) hold
+        "" with score -inf.
+        """
+        u = lookup(self.users, user_ids)
+        n = max(0, min(n, len(self.items)))
+        out_idx = np.tile(self._popular_order()[:n], (len(u), 1))
+        out_score = np.tile(self._popularity_score()[self._popular_order()[:n]], (len(u), 1))
+        known = np.flatnonzero(u >= 0)
+        step = max(1, _SCORE_CELLS // max(1, len(self.items)))
+        for a in range(0, len(known), step):
+            rows = known[a : a + step]
+            scores = self._score_all(u[rows])
+            if exclude_seen:
+                seen = self.Z[u[rows]]
+                scores[
+                    np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices
+                ] = -np.inf
+            top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n else scores[:, :0]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            out_idx[rows] = np.take_along_axis(top, order, axis=1)
+            out_score[rows] = np.take_along_axis(top_scores, order, axis=1)
+        ids = self.items[out_idx] if len(self.items) else np.empty((len(u), 0), dtype=str)
+        ids = np.where(np.isneginf(out_score), "", ids)
+        return ids, out_score
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "users": self.users,
+            "items": self.items,
+            "b_user": self.b_user,
+            "b_item": self.b_item,
+            "item_counts": self.item_counts,
+            "z_indptr": self.Z.indptr,
+            "z_indices": self.Z.indices,
+            "z_data": self.Z.data,
+            "s_indptr": self.S.indptr,
+            "s_indices": self.S.indices,
+            "s_data": self.S.data,
+        }
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self._arrays().values()))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, arr in self._arrays().items():
+            np.save(path / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "algo": self.algo,
+            "config": self._config.model_dump(mode="json"),
+            "mu": self.mu,
+            "rating_min": self.rating_min,
+            "rating_max": self.rating_max,
+            "n_users": len(self.users),
+            "n_items": len(self.items),
+            "n_ratings": int(self.Z.nnz),
+            "n_neighbours": int(self.S.nnz),
+            "nbytes": self.nbytes,
+        }
+        (path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any], mmap: bool = True) -> KNNRecommender:
+        def arr(name: str) -> np.ndarray:
+            loaded = np.load(
+                path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False
+            )
+            return np.asarray(loaded)  # a plain ndarray view of the memory map: no copy
+
+        model = cls(KNNConfig.model_validate(meta["config"]))
+        model.users, model.items = arr("users"), arr("items")
+        model.mu = float(meta["mu"])
+        model.rating_min, model.rating_max = float(meta["rating_min"]), float(meta["rating_max"])
+        model.b_user, model.b_item = arr("b_user"), arr("b_item")
+        model.item_counts = arr("item_counts")
+        n_u, n_i = len(model.users), len(model.items)
+        model.Z = _csr(arr("z_data"), arr("z_indices"), arr("z_indptr"), (n_u, n_i))
+        n_e = n_i if cls._item_based else n_u
+        model.S = _csr(arr("s_data"), arr("s_indices"), arr("s_indptr"), (n_e, n_e))
+        return model
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _popular_order(self) -> np.ndarray:
+        if "popular" not in self._cache:
+            # most ratings first; ties by the better item bias, then by id
+            self._cache["popular"] = np.lexsort((-self.b_item, -self.item_counts))
+        return self._cache["popular"]
+
+    def _popularity_score(self) -> np.ndarray:
+        if "pop_score" not in self._cache:
+            c = np.log1p(self.item_counts.astype(np.float64))
+            self._cache["pop_score"] = c / max(1.0, float(c.max(initial=0.0)))
+        return self._cache["pop_score"]
+
+    def _context_rows(self) -> sp.csr_matrix:
+        """Residuals with one row per context of a prediction: Z (users) or Z^T (items)."""
+        if self._item_based:
+            return self.Z
+        if "ZT" not in self._cache:
+            self._cache["ZT"] = self.Z.T.tocsr()
+        return self._cache["ZT"]
+
+    def _pair_sums(self, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: sum s * z over the neighbours with evidence, and sum |s| over them.
+
+        Item-item: row i of S (i's neighbours) times row u of Z (u's residuals), elementwise;
+        user-user: row u of S times row i of Z^T. Sparse row gathers and merges in C, in groups
+        of pairs whose gathered rows stay within a fixed number of entries.
+        """
+        ent, ctx = (i, u) if self._item_based else (u, i)
+        M = self._context_rows()
+        size = np.diff(M.indptr)[ctx] + np.diff(self.S.indptr)[ent] + 1
+        ends = np.cumsum(size)
+        cuts = np.searchsorted(ends, np.arange(_LOOKUP_BATCH, ends[-1], _LOOKUP_BATCH))
+        bounds = np.unique(np.r_[0, cuts, len(u)])
+        num = np.zeros(len(u))
+        den = np.zeros(len(u))
+        for a, b in itertools.pairwise(bounds):
+            Se, Mc = self.S[ent[a:b]], M[ctx[a:b]]
+            num[a:b] = np.asarray(Se.multiply(Mc).sum(axis=1), dtype=np.float64).ravel()
+            Mc.data = np.ones_like(Mc.data)
+            Se.data = np.abs(Se.data)
+            den[a:b] = np.asarray(Se.multiply(Mc).sum(axis=1), dtype=np.float64).ravel()
+        return num, den
+
+    def _ones(self) -> sp.csr_matrix:
+        if "B" not in self._cache:
+            self._cache["B"] = sp.csr_matrix(
+                (np.ones(self.Z.nnz, dtype=np.float32), self.Z.indices, self.Z.indptr),
+                shape=self.Z.shape,
+            )
+        return self._cache["B"]
+
+    def _neighbours_t(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(S^T, |S|^T) as CSR, built once: item-item scoring multiplies by them per request."""
+        if "ST" not in self._cache:
+            ST = self.S.T.tocsr()
+            absST = ST.copy()
+            absST.data = np.abs(absST.data)
+            self._cache["ST"], self._cache["absST"] = ST, absST
+        return self._cache["ST"], self._cache["absST"]
+
+    def _abs_s(self) -> sp.csr_matrix:
+        if "absS" not in self._cache:
+            self._cache["absS"] = abs(self.S)
+        return self._cache["absS"]
+
+    def _score_all(self, u: np.ndarray) -> np.ndarray:
+        """Dense (len(u) x n_items) ranking scores for known users `u`."""
+        if self._item_based:
+            # num[u, i] = sum_j z_uj s_ij  ->  Z[u] @ S.T
+            ST, absST = self._neighbours_t()
+            num = (self.Z[u] @ ST).toarray()
+            den = (self._ones()[u] @ absST).toarray()
+        else:
+            # num[u, i] = sum_v s_uv z_vi  ->  S[u] @ Z
+            num = (self.S[u] @ self.Z).toarray()
+            den = (self._abs_s()[u] @ self._ones()).toarray()
+        tie = 1e-6 * self._popularity_score()[None, :]
+        if self._config.ranking == "evidence":
+            return den.astype(np.float64) + tie
+        base = self.mu + self.b_user[u][:, None].astype(np.float64) + self.b_item[None, :]
+        pred = base + num / (den + self._config.damping + (den == 0))
+        return np.clip(pred, self.rating_min, self.rating_max) + tie
+
+
+class ItemItemKNN(KNNRecommender):
+    """Neighbours are movies: predicts from the user's ratings of similar movies."""
+
+    algo = "item-item"
+    _item_based = True
+
+
+class UserUserKNN(KNNRecommender):
+    """Neighbours are users: predicts from similar users' ratings of the movie."""
+
+    algo = "user-user"
+    _item_based = False
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> Any:
+    """A CSR over (possibly memory-mapped) arrays without copying them."""
+    m = sp.csr_matrix(shape, dtype=data.dtype)
+    m.data, m.indices, m.indptr = data, indices, indptr
+    m.has_sorted_indices = True  # saved canonical (fit sorts them); the arrays are read-only
+    return m
+
+
+def _latest_per_pair(
+    u: np.ndarray, i: np.ndarray, r: np.ndarray, ts: np.ndarray | None, n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One rating per (user, item): the latest by timestamp, else the last given; sorted by key."""
+    key = u.astype(np.int64) * n_items + i
+    order = np.lexsort((ts, key)) if ts is not None else np.argsort(key, kind="stable")
+    k = key[order]
+    last = np.r_[k[1:] != k[:-1], True] if len(k) else np.zeros(0, dtype=bool)
+    sel = order[last]
+    return u[sel].astype(np.int32), i[sel].astype(np.int32), r[sel].astype(np.float32)
