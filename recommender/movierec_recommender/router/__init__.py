@@ -1,0 +1,1 @@
+"""The public entry point: per-user track assignment (LaunchDarkly) and forwarding with fallback."""

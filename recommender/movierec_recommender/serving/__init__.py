@@ -1,0 +1,1 @@
+"""The recommender HTTP service: model loading and hot swap, answers within budget, metrics."""

@@ -1,0 +1,147 @@
+"""The recommender and router under gunicorn with 2 workers: metrics across workers, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from movierec_recommender.router.flagdata import write_flag_file
+from movierec_recommender.serving.testing import (
+    RECOMMENDER_APP,
+    ROUTER_APP,
+    Service,
+    http_get,
+    train_model,
+)
+
+from movierec.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_model(tmp_path_factory.mktemp("gmodel") / "v5", n_users=400, n_movies=100)
+
+
+@pytest.fixture(scope="module")
+def service(model_dir: Path) -> Iterator[Service]:
+    env = {
+        "MOVIEREC_RECOMMENDER_MODEL": str(model_dir),
+        "MOVIEREC_RECOMMENDER_TRACK": "stable",
+        "MOVIEREC_SHED_WAIT_MS": "5000",  # these tests count answers: no shedding on busy CI
+    }
+    with Service(RECOMMENDER_APP, env, workers=2) as svc:
+        yield svc
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_every_request_across_two_workers(service: Service) -> None:
+    def get(uid: int) -> int:
+        return http_get(f"{service.url}/recommend/{uid}")[0]
+
+    before = http_get(service.url + "/metrics")[2].decode()
+    n = 300
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(get, range(n)))
+    assert statuses == [200] * n
+    after = http_get(service.url + "/metrics")[2].decode()
+    name = "movierec_requests_total"
+    counted = _sample(after, name, status="200") - _sample(before, name, status="200")
+    assert counted == n
+    hist = "movierec_request_latency_seconds_count"
+    assert _sample(after, hist, status="200") - _sample(before, hist, status="200") == n
+    pids = {p.name.split("_")[-1] for p in Path(service.prom_dir).glob("counter_*.db")}
+    assert len(pids) >= 2, "only one worker answered; the test proves nothing about merging"
+    info = re.findall(r'movierec_model_info\{algo="item-item",model_version="v5"\} (\S+)', after)
+    assert info == ["1.0"]
+
+
+def test_gunicorn_serves_the_contract(service: Service) -> None:
+    status, headers, body = http_get(service.url + "/recommend/12", {"Accept": "application/json"})
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["model_version"] == headers["X-Model-Version"] == "v5"
+    assert 0 < len(doc["items"]) <= 20
+    status, headers, body = http_get(service.url + "/recommend/" + "9" * 30)
+    assert status == 400
+    assert b"Traceback" not in body
+    long_line = http_get(service.url + "/recommend/" + "1" * 3000)[0]
+    assert long_line in {400, 414}
+
+
+def test_router_under_gunicorn_forwards_with_headers(service: Service, tmp_path: Path) -> None:
+    flags = write_flag_file(tmp_path / "flags.json", {"stable": 100})
+    env = {
+        "MOVIEREC_ROUTER_TRACKS": json.dumps({"stable": service.url}),
+        "MOVIEREC_ROUTER_FLAGS_FILE": str(flags),
+    }
+    with Service(ROUTER_APP, env, workers=2) as router:
+        status, headers, body = http_get(router.url + "/recommend/3")
+        assert status == 200
+        assert headers["X-Track"] == "stable"
+        assert headers["X-Model-Version"] == "v5"
+        assert body.decode() == http_get(service.url + "/recommend/3")[2].decode()
+        metrics = http_get(router.url + "/metrics")[2].decode()
+        assert _sample(metrics, "movierec_requests_total", component="router", status="200") == 1
+
+
+def test_cli_serve_missing_model_dir_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--model", str(tmp_path / "nope")]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+
+
+def test_cli_serve_bad_model_uri_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--model", "models:/movies@@x"]) == 2
+    assert "model URI" in capsys.readouterr().err
+
+
+def test_cli_route_bad_tracks_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flags = str(tmp_path / "f.json")
+    assert main(["route", "--flags", flags, "--tracks", "{not json"]) == 2
+    assert main(["route", "--flags", flags, "--tracks", "{}"]) == 2
+    assert main(["route", "--flags", flags, "--tracks", '{"stable": "ftp://x"}']) == 2
+    assert "--tracks" in capsys.readouterr().err
+
+
+def test_overload_is_shed_with_fast_503s_not_queued(model_dir: Path) -> None:
+    env = {
+        "MOVIEREC_RECOMMENDER_MODEL": str(model_dir),
+        "MOVIEREC_RECOMMENDER_PRECOMPUTE": "false",
+        "MOVIEREC_RECOMMENDER_CACHE_SIZE": "0",
+        "MOVIEREC_MAX_PENDING": "1",
+    }
+    with Service(RECOMMENDER_APP, env, workers=1, threads=1) as svc:
+
+        def get(uid: int) -> tuple[int, str | None, float]:
+            started = time.monotonic()
+            status, headers, _ = http_get(f"{svc.url}/recommend/{uid}", timeout=5)
+            return status, headers.get("Retry-After"), time.monotonic() - started
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(get, [u % 400 for u in range(400)]))
+        statuses = {status for status, _, _ in results}
+        assert statuses <= {200, 503}
+        shed = [r for r in results if r[0] == 503]
+        assert shed, "16 concurrent clients against 1 slot never saw a 503"
+        assert all(retry == "1" for _, retry, _ in shed)
+        shed_times = sorted(seconds for _, _, seconds in shed)
+        assert shed_times[len(shed_times) // 2] < 0.2  # refused at once, not after queueing
+        assert max(seconds for _, _, seconds in results) < 2.0  # generous: shared CI cores
+        assert any(status == 200 for status, _, _ in results)
+        metrics = http_get(svc.url + "/metrics")[2].decode()
+        assert _sample(metrics, "movierec_load_shed_total", reason="queue_full") >= len(shed)
