@@ -4,24 +4,41 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_LINE_BYTES = 8192
 MAX_RESULTS = 100
+MAX_MOVIE_ID = 200
+MAX_SERVER = 200
+MAX_ERROR = 2000
+MAX_USER_ID = 2**62
+MAX_MINUTE = 100_000
+MAX_LATENCY_MS = 10_000_000
 SLUG_RE = re.compile(r"^[a-z0-9_]+(?:\+[a-z0-9_]+)*$")
-_TIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$"
-)
-_WATCH_RE = re.compile(r"^GET /data/m/([^/\s]+)/(-?\d+)\.mpg$")
-_RATE_RE = re.compile(r"^GET /rate/([^=\s]+)=(-?\d+)$")
+# re.ASCII everywhere: `\d` would otherwise accept other scripts' digits, which int() reads but
+# the canonical line would spell differently (two keys for one event).
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?$", re.ASCII)
+_WATCH_RE = re.compile(r"^GET /data/m/([^/\s]+)/(-?\d+)\.mpg$", re.ASCII)
+_RATE_RE = re.compile(r"^GET /rate/([^=\s]+)=(-?\d+)$", re.ASCII)
 _REC_RE = re.compile(
-    r"^recommendation request (\S+), status (\d{3}), result: (.*?)(?:, (\d+)\s*ms)?$"
+    r"^recommendation request (\S+), status (\d{3}), result:(.*?)(?:, (\d+)\s*ms)?$", re.ASCII
 )
+_SLUG = r"[a-z0-9_]+(?:\+[a-z0-9_]+)*"
+# A whole 200-status result list in one match (the common case); per-item checks only to name
+# the bad item when it fails.
+_RESULTS_RE = re.compile(rf"^ *{_SLUG}(?: *, *{_SLUG})* *$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_slug_match = SLUG_RE.match
 
-MovieId = Annotated[str, Field(min_length=1, max_length=200, pattern=SLUG_RE.pattern)]
-UserId = Annotated[int, Field(ge=0, le=2**62)]
+MovieId = Annotated[str, Field(min_length=1, max_length=MAX_MOVIE_ID, pattern=SLUG_RE.pattern)]
+UserId = Annotated[int, Field(ge=0, le=MAX_USER_ID)]
+
+Kind = Literal["watch", "rate", "recommendation"]
+# The parser's fast form of an event: (kind, field values in the event class's field order,
+# without `kind`). The ingest job stores these directly; `parse_line` wraps them in models.
+Fields = tuple[Any, ...]
 
 
 class _Event(BaseModel):
@@ -36,7 +53,7 @@ class WatchEvent(_Event):
 
     kind: Literal["watch"] = "watch"
     movie_id: MovieId
-    minute: int = Field(ge=0, le=100_000)
+    minute: int = Field(ge=0, le=MAX_MINUTE)
 
 
 class RateEvent(_Event):
@@ -51,14 +68,25 @@ class RecommendationEvent(_Event):
     """A recommendation request as logged by the serving side."""
 
     kind: Literal["recommendation"] = "recommendation"
-    server: str = Field(min_length=1, max_length=200)
+    server: str = Field(min_length=1, max_length=MAX_SERVER)
     status: int = Field(ge=100, le=599)
     results: tuple[MovieId, ...] = ()
-    latency_ms: int | None = Field(default=None, ge=0, le=10_000_000)
-    error: str | None = Field(default=None, max_length=2000)
+    latency_ms: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    error: str | None = Field(default=None, max_length=MAX_ERROR)
 
 
 Event = WatchEvent | RateEvent | RecommendationEvent
+
+_FIELD_NAMES: dict[str, tuple[str, ...]] = {
+    "watch": ("time", "user_id", "movie_id", "minute"),
+    "rate": ("time", "user_id", "movie_id", "rating"),
+    "recommendation": ("time", "user_id", "server", "status", "results", "latency_ms", "error"),
+}
+_CLASSES: dict[str, type[_Event]] = {
+    "watch": WatchEvent,
+    "rate": RateEvent,
+    "recommendation": RecommendationEvent,
+}
 
 
 class ParseError(ValueError):
@@ -72,14 +100,11 @@ class ParseError(ValueError):
 
 def parse_time(text: str) -> datetime:
     """ISO 8601 without zone, with none, micro or nano second fractions (nanos are truncated)."""
-    m = _TIME_RE.match(text)
-    if not m:
+    if not _TIME_RE.match(text):
         raise ParseError("bad_time", text[:64])
-    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
-    second = int(m.group(6) or 0)
-    micro = int((m.group(7) or "0").ljust(9, "0")[:6])
     try:
-        return datetime(year, month, day, hour, minute, second, micro)
+        # The regex pins the accepted format; fromisoformat (C, truncates beyond micros) converts.
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise ParseError("bad_time", text[:64]) from exc
 
@@ -90,38 +115,43 @@ def format_time(t: datetime) -> str:
 
 
 def _decode(raw: str | bytes) -> str:
-    if isinstance(raw, bytes):
+    if isinstance(raw, bytes | bytearray | memoryview):
         if len(raw) > MAX_LINE_BYTES:
             raise ParseError("too_long", f"{len(raw)} bytes")
         try:
-            raw = raw.decode("utf-8")
+            raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ParseError("not_utf8", str(exc)[:80]) from exc
     if len(raw) > MAX_LINE_BYTES:
         raise ParseError("too_long", f"{len(raw)} chars")
     line = raw.strip("\r\n")
-    if any(ord(c) < 32 and c != "\t" for c in line) or "\x7f" in line:
+    bad = _CONTROL_RE.search(line)
+    if bad:
         raise ParseError("binary", repr(line[:40]))
     return line.strip()
 
 
 def _user_id(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ParseError("bad_user_id", text[:40])
-    return int(text)
+    value = int(text)
+    if value > MAX_USER_ID:
+        raise ParseError("invalid_user_id", f"{value} out of range")
+    return value
 
 
-def _build(cls: type[_Event], **fields: object) -> Event:
-    try:
-        return cls(**fields)  # type: ignore[return-value]
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "event"
-        raise ParseError(f"invalid_{field.split('.')[0]}", err["msg"][:120]) from exc
+def _movie_id(text: str) -> str:
+    if len(text) > MAX_MOVIE_ID or not _slug_match(text):
+        raise ParseError("invalid_movie_id", text[:80])
+    return text
 
 
-def parse_line(raw: str | bytes) -> Event:
-    """Parse one stream line into an event, or raise ParseError with a reason code."""
+def parse_fields(raw: str | bytes) -> tuple[Kind, Fields]:
+    """Validate one line into (kind, field values), or raise ParseError with a reason code.
+
+    The allocation-free core of `parse_line`, for the ingest hot path; the checks are the
+    event models' constraints, so `parse_line` can build models without validating twice.
+    """
     line = _decode(raw)
     if not line:
         raise ParseError("empty")
@@ -135,70 +165,97 @@ def parse_line(raw: str | bytes) -> Event:
         m = _WATCH_RE.match(body)
         if not m:
             raise ParseError("bad_watch", body[:80])
-        movie, minute = m.group(1), int(m.group(2))
-        if minute < 0:
+        minute = int(m.group(2))
+        if not 0 <= minute <= MAX_MINUTE:
             raise ParseError("invalid_minute", str(minute))
-        return _build(WatchEvent, time=time, user_id=user_id, movie_id=movie, minute=minute)
+        return "watch", (time, user_id, _movie_id(m.group(1)), minute)
     if body.startswith("GET /rate/"):
         m = _RATE_RE.match(body)
         if not m:
             raise ParseError("bad_rate", body[:80])
-        return _build(
-            RateEvent, time=time, user_id=user_id, movie_id=m.group(1), rating=int(m.group(2))
-        )
+        rating = int(m.group(2))
+        if not 1 <= rating <= 5:
+            raise ParseError("invalid_rating", str(rating))
+        return "rate", (time, user_id, _movie_id(m.group(1)), rating)
     if body.startswith("recommendation request"):
-        return _parse_recommendation(time, user_id, body)
+        return "recommendation", _recommendation(time, user_id, body)
     raise ParseError("unknown_type", body[:80])
 
 
-def _parse_recommendation(time: datetime, user_id: int, body: str) -> Event:
+def _recommendation(time: datetime, user_id: int, body: str) -> Fields:
     m = _REC_RE.match(body)
     if not m:
         raise ParseError("bad_recommendation", body[:80])
     server, status_text, payload, latency = m.groups()
+    if len(server) > MAX_SERVER:
+        raise ParseError("invalid_server", server[:80])
     status = int(status_text)
+    if not 100 <= status <= 599:
+        raise ParseError("invalid_status", status_text)
     latency_ms = int(latency) if latency is not None else None
+    if latency_ms is not None and latency_ms > MAX_LATENCY_MS:
+        raise ParseError("invalid_latency_ms", latency)
     if status != 200:
-        return _build(
-            RecommendationEvent,
-            time=time,
-            user_id=user_id,
-            server=server,
-            status=status,
-            error=payload.strip()[:2000],
-            latency_ms=latency_ms,
-        )
-    if latency is None:
+        error = payload.strip()[:MAX_ERROR] or None
+        return (time, user_id, server, status, (), latency_ms, error)
+    if latency_ms is None:
         raise ParseError("truncated", "recommendation without latency")
     items = tuple(s.strip() for s in payload.split(",")) if payload.strip() else ()
     if len(items) > MAX_RESULTS:
         raise ParseError("too_many_results", str(len(items)))
-    if any(not SLUG_RE.match(i) for i in items):
-        raise ParseError("invalid_results", payload[:80])
-    return _build(
-        RecommendationEvent,
-        time=time,
-        user_id=user_id,
-        server=server,
-        status=status,
-        results=items,
-        latency_ms=latency_ms,
-    )
+    if items and not (_RESULTS_RE.match(payload) and max(map(len, items)) <= MAX_MOVIE_ID):
+        for item in items:
+            if len(item) > MAX_MOVIE_ID or not _slug_match(item):
+                raise ParseError("invalid_results", item[:80])
+    return (time, user_id, server, status, items, latency_ms, None)
+
+
+def event_from_fields(kind: Kind, fields: Fields) -> Event:
+    """The event model for parser output (already validated, so no second validation pass)."""
+    cls = _CLASSES[kind]
+    return cls.model_construct(**dict(zip(_FIELD_NAMES[kind], fields, strict=True)))  # type: ignore[return-value]
+
+
+def parse_line(raw: str | bytes) -> Event:
+    """Parse one stream line into an event, or raise ParseError with a reason code."""
+    kind, fields = parse_fields(raw)
+    return event_from_fields(kind, fields)
+
+
+def format_fields(kind: Kind, fields: Fields) -> str:
+    """The canonical stream line for parser output; equals `format_line` of the event."""
+    t, user_id = fields[0], fields[1]
+    head = f"{t.isoformat(timespec='microseconds' if t.microsecond else 'seconds')},{user_id},"
+    if kind == "watch":
+        return f"{head}GET /data/m/{fields[2]}/{fields[3]}.mpg"
+    if kind == "rate":
+        return f"{head}GET /rate/{fields[2]}={fields[3]}"
+    server, status, results, latency_ms, error = fields[2:]
+    tail = f", {latency_ms} ms" if latency_ms is not None else ""
+    if status != 200:
+        return (
+            f"{head}recommendation request {server}, status {status}, result: {error or ''}{tail}"
+        )
+    return f"{head}recommendation request {server}, status 200, result: {', '.join(results)}{tail}"
 
 
 def format_line(event: Event) -> str:
     """The stream line for an event; `parse_line(format_line(e)) == e` up to nanoseconds."""
-    head = f"{format_time(event.time)},{event.user_id},"
     if isinstance(event, WatchEvent):
-        return f"{head}GET /data/m/{event.movie_id}/{event.minute}.mpg"
+        return format_fields("watch", (event.time, event.user_id, event.movie_id, event.minute))
     if isinstance(event, RateEvent):
-        return f"{head}GET /rate/{event.movie_id}={event.rating}"
-    latency = f", {event.latency_ms} ms" if event.latency_ms is not None else ""
-    if event.status != 200:
-        return f"{head}recommendation request {event.server}, status {event.status}, result: {event.error or ''}{latency}"
-    return (
-        f"{head}recommendation request {event.server}, status 200, "
-        f"result: {', '.join(event.results)}{latency}"
+        return format_fields("rate", (event.time, event.user_id, event.movie_id, event.rating))
+    return format_fields(
+        "recommendation",
+        (
+            event.time,
+            event.user_id,
+            event.server,
+            event.status,
+            event.results,
+            event.latency_ms,
+            event.error,
+        ),
     )
 
 

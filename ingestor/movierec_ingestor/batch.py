@@ -1,0 +1,110 @@
+"""One batch of stream lines turned into database rows and dead letters (pure, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from movierec_ingestor.events import MAX_LINE_BYTES, ParseError, format_fields, parse_fields
+
+# Rows in the column order of their raw table (schema.RAW_TABLES).
+WatchRow = tuple[str, datetime, int, str, int]
+RateRow = tuple[str, datetime, int, str, int]
+RecommendationRow = tuple[str, datetime, int, str, int, str, int | None, str | None]
+
+# Dead letters keep the bad input for a person to look at, but a multi-megabyte garbage "line"
+# should not become a multi-megabyte row.
+MAX_DEAD_LETTER_RAW = MAX_LINE_BYTES + 256
+
+
+def event_key(canonical_line: str) -> str:
+    """The idempotency key of an event: 16-byte BLAKE2b of its canonical line, as hex."""
+    return hashlib.blake2b(canonical_line.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def raw_text(raw: str | bytes) -> str:
+    """A bad line as storable text: undecodable bytes and NULs spelled out, length bounded."""
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    if len(text) > MAX_DEAD_LETTER_RAW:
+        text = f"{text[:MAX_DEAD_LETTER_RAW]}...[{len(text) - MAX_DEAD_LETTER_RAW} more chars]"
+    # PostgreSQL text cannot hold NUL; keep it visible instead of failing the batch.
+    return text.replace("\x00", "\\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A line that failed validation, where it came from and why."""
+
+    source: str
+    position: str
+    raw: str
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Parsed rows of one read, the dead letters, and the source offsets to commit with them.
+
+    `offsets` maps partition -> next offset to read; for a file the partition is 0 and the
+    offset a byte position. Offsets only move forward unless `rewind` is set (a truncated file).
+    """
+
+    source: str
+    watch: list[WatchRow] = field(default_factory=list)
+    rate: list[RateRow] = field(default_factory=list)
+    recommendation: list[RecommendationRow] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    read: int = 0
+    newest_time: datetime | None = None
+    rewind: bool = False
+
+    def add(self, raw: str | bytes | None, position: str) -> str:
+        """Validate one line into a row or a dead letter; returns the kind or the reason."""
+        self.read += 1
+        if raw is None:  # a Kafka tombstone: no value at all
+            return self._dead(b"", position, ParseError("empty", "message without value"))
+        try:
+            kind, fields = parse_fields(raw)
+        except ParseError as exc:
+            return self._dead(raw, position, exc)
+        key = event_key(format_fields(kind, fields))
+        time = fields[0]
+        if self.newest_time is None or time > self.newest_time:
+            self.newest_time = time
+        if kind == "watch":
+            self.watch.append((key, *fields))
+        elif kind == "rate":
+            self.rate.append((key, *fields))
+        else:
+            t, user_id, server, status, results, latency_ms, error = fields
+            self.recommendation.append(
+                (key, t, user_id, server, status, ",".join(results), latency_ms, error)
+            )
+        return kind
+
+    def _dead(self, raw: str | bytes, position: str, exc: ParseError) -> str:
+        self.dead_letters.append(
+            DeadLetter(self.source, position, raw_text(raw), exc.reason, exc.detail)
+        )
+        return exc.reason
+
+    @property
+    def valid(self) -> int:
+        """Number of lines that parsed into events (duplicates included)."""
+        return len(self.watch) + len(self.rate) + len(self.recommendation)
+
+    def user_ids(self) -> set[int]:
+        """Every user id the batch's events mention."""
+        ids = {row[2] for row in self.watch}
+        ids.update(row[2] for row in self.rate)
+        ids.update(row[2] for row in self.recommendation)
+        return ids
+
+    def movie_ids(self) -> set[str]:
+        """Every movie id watched or rated in the batch (recommended ids are not looked up)."""
+        ids = {row[3] for row in self.watch}
+        ids.update(row[3] for row in self.rate)
+        return ids

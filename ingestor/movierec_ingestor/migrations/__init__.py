@@ -1,0 +1,1 @@
+"""Alembic migrations of the movierec schema, run programmatically by `movierec_ingestor.migrate`."""

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first (packaged so an installed wheel can migrate)."""

@@ -1,0 +1,138 @@
+"""The database schema every component reads and the ingestor writes (SQLAlchemy Core tables)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Naive UTC timestamps throughout, like the stream's own times.
+_Time = sa.DateTime(timezone=False)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("age", sa.Integer, nullable=True),
+    sa.Column("occupation", sa.Text, nullable=True),
+    sa.Column("gender", sa.Text, nullable=True),
+)
+
+movies = sa.Table(
+    "movies",
+    metadata,
+    sa.Column("movie_id", sa.Text, primary_key=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("year", sa.Integer, nullable=True),
+    sa.Column("genres", sa.Text, nullable=True),  # '|'-separated
+    sa.Column("runtime", sa.Integer, nullable=True),
+    sa.Column("popularity", sa.Float, nullable=True),
+)
+
+watch_events = sa.Table(
+    "watch_events",
+    metadata,
+    sa.Column("event_key", sa.Text, primary_key=True),
+    sa.Column("time", _Time, nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("movie_id", sa.Text, nullable=False),
+    sa.Column("minute", sa.Integer, nullable=False),
+    sa.Index("ix_watch_events_user_time", "user_id", "time"),
+    sa.Index("ix_watch_events_movie", "movie_id"),
+    sa.Index("ix_watch_events_time", "time"),
+)
+
+watch_sessions = sa.Table(
+    "watch_sessions",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("movie_id", sa.Text, primary_key=True),
+    sa.Column("first_time", _Time, nullable=False),
+    sa.Column("last_time", _Time, nullable=False),
+    sa.Column("max_minute", sa.Integer, nullable=False),
+    sa.Index("ix_watch_sessions_movie", "movie_id"),
+    sa.Index("ix_watch_sessions_last_time", "last_time"),
+)
+
+rating_events = sa.Table(
+    "rating_events",
+    metadata,
+    sa.Column("event_key", sa.Text, primary_key=True),
+    sa.Column("time", _Time, nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("movie_id", sa.Text, nullable=False),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Index("ix_rating_events_user_time", "user_id", "time"),
+    sa.Index("ix_rating_events_movie", "movie_id"),
+    sa.Index("ix_rating_events_time", "time"),
+)
+
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("movie_id", sa.Text, primary_key=True),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("time", _Time, nullable=False),
+    sa.Index("ix_ratings_movie", "movie_id"),
+    sa.Index("ix_ratings_time", "time"),
+)
+
+recommendations = sa.Table(
+    "recommendations",
+    metadata,
+    sa.Column("event_key", sa.Text, primary_key=True),
+    sa.Column("time", _Time, nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("server", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("results", sa.Text, nullable=False),  # comma-joined movie ids, best first
+    sa.Column("latency_ms", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_recommendations_user_time", "user_id", "time"),
+    sa.Index("ix_recommendations_time", "time"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("position", sa.Text, primary_key=True),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("ingested_at", _Time, nullable=False),
+    sa.Index("ix_dead_letters_reason", "reason"),
+    sa.Index("ix_dead_letters_ingested_at", "ingested_at"),
+)
+
+source_offsets = sa.Table(
+    "source_offsets",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", _Time, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("movie_id", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("report_id", sa.Integer, nullable=True),
+    sa.Column("created_at", _Time, nullable=False),
+)
+
+quality_reports = sa.Table(
+    "quality_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", _Time, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("report", sa.Text, nullable=False),  # JSON
+)
+
+RAW_TABLES = {"watch": watch_events, "rate": rating_events, "recommendation": recommendations}

@@ -1,0 +1,125 @@
+"""A local line file (the embedded default): byte offsets kept in the store, follows growth."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from movierec_ingestor.batch import Batch
+
+log = logging.getLogger(__name__)
+
+_MIN_CHUNK = 1 << 20
+_MAX_CHUNK = 64 << 20
+_BYTES_PER_LINE_GUESS = 160
+_IDLE_SLEEP_S = 0.1
+
+
+class FileSource:
+    """Lines of one file from a byte offset on; partition 0, offset = next byte to read.
+
+    A line is complete once its newline is written, so a writer appending concurrently is
+    never read half-way; with `take_unterminated` (drain runs over finished files) a last
+    line without newline is taken at end of file. A file shorter than the committed offset
+    was truncated or replaced: it is read again from the start (replays are duplicates).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, take_unterminated: bool = True) -> None:
+        self.path = Path(path)
+        self.name = f"file:{self.path.resolve()}"
+        self.take_unterminated = take_unterminated
+        self._committed = 0
+        self._read_to = 0
+        self._rewind = False
+        self._file: BinaryIO | None = None
+
+    def resume(self, committed: Mapping[int, int]) -> None:
+        """Start after what the store already holds."""
+        self._committed = self._read_to = int(committed.get(0, 0))
+
+    def _size(self) -> int:
+        return self.path.stat().st_size
+
+    def _handle(self) -> BinaryIO:
+        if self._file is None:
+            self._file = self.path.open("rb")
+        return self._file
+
+    def read(self, max_lines: int, timeout_s: float) -> Batch:
+        """Up to `max_lines` complete lines; waits up to `timeout_s` for the file to grow."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            size = self._size()
+            if size < self._read_to:
+                log.warning(
+                    "%s shrank from %d to %d bytes: reading it again from the start",
+                    self.path,
+                    self._read_to,
+                    size,
+                )
+                self._read_to = 0
+                self._rewind = True
+                if self._file is not None:  # it may be a new file under the same name
+                    self._file.close()
+                    self._file = None
+            batch = self._read_lines(max_lines, size)
+            if batch.read or time.monotonic() >= deadline:
+                return batch
+            time.sleep(min(_IDLE_SLEEP_S, max(0.0, deadline - time.monotonic())))
+
+    def _read_lines(self, max_lines: int, size: int) -> Batch:
+        batch = Batch(self.name, rewind=self._rewind)
+        start = self._read_to
+        if size <= start:
+            return batch
+        chunk = min(_MAX_CHUNK, max(_MIN_CHUNK, max_lines * _BYTES_PER_LINE_GUESS))
+        handle = self._handle()
+        handle.seek(start)
+        data = handle.read(min(chunk, size - start))
+        lines = data.split(b"\n")
+        tail = lines.pop()  # bytes after the last newline: a line still being written
+        if len(lines) > max_lines:
+            del lines[max_lines:]
+        elif not lines and tail:
+            at_eof = start + len(data) >= size
+            # A whole chunk without newline is far past any valid line: take the piece so it
+            # is dead-lettered as too long instead of stalling the source.
+            if len(data) >= chunk or (at_eof and self.take_unterminated):
+                lines = [tail]
+        position = start
+        add = batch.add
+        for line in lines:
+            add(line, str(position))
+            position += len(line) + 1
+        position = min(position, start + len(data))  # a taken unterminated line has no newline
+        if lines:
+            batch.offsets[0] = position
+        self._read_to = position
+        return batch
+
+    def committed(self, batch: Batch) -> None:
+        """Remember the durable offset (the store has it too)."""
+        if 0 in batch.offsets:
+            self._committed = batch.offsets[0]
+            self._rewind = False
+
+    def caught_up(self) -> bool:
+        """True when every byte of the file as it is now has been committed.
+
+        A file shorter than the committed offset is not caught up: it was replaced.
+        """
+        return self._committed == self._size()
+
+    def lag(self) -> dict[int, int]:
+        """Bytes not yet read (a file has no line count without reading it)."""
+        return {0: max(0, self._size() - self._read_to)}
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
