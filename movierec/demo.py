@@ -19,6 +19,7 @@ from movierec.report import write_report
 
 MODEL_NAME = "movies"
 ALGOS = ("user-user", "item-item")
+LIVE_CLIENTS = 4
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ def run(config: DemoConfig) -> int:
         "models": work / "models",
         "logs": work / "logs",
     }
-    for key in ("history", "live", "db", "provenance"):
+    for key in ("history", "db", "provenance"):
         paths[key].unlink(missing_ok=True)
+    for stale in work.glob("live-*.log"):
+        stale.unlink()
     db_url = f"sqlite:///{paths['db']}"
     mlflow_env = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
@@ -107,6 +110,9 @@ def run(config: DemoConfig) -> int:
             "simulate", "--users", str(config.users), "--movies", str(config.movies),
             "--hours", str(config.hours), "--seed", str(config.seed),
             "--out", str(paths["history"]), "--metadata-out", str(paths["metadata"]),
+            # short, frequent viewing sessions: more ratings per streamed line, so that a
+            # 3-minute demo has enough explicit feedback to separate the two algorithms
+            "--sessions-per-day", "6", "--max-minutes-per-view", "5",
         )  # fmt: skip
         d.update(lines=sim.get("lines"), malformed=sim.get("malformed_total", sim.get("malformed")))
 
@@ -142,12 +148,17 @@ def run(config: DemoConfig) -> int:
         with progress.step("simulated users on the live services") as d:
             live = _live_phase(config, router_url, paths)
             d.update(requests=live["requests"], errors=live["errors"], seconds=live["seconds"])
+            summary["live_clients"] = live["by_track"]
 
     with progress.step("ingest live traffic") as d:
-        ing = _movierec(
-            "ingest", "--source", str(paths["live"]), "--db", db_url, "--until-caught-up"
-        )
-        d.update(ing)
+        totals: dict[str, int] = {}
+        for i in range(LIVE_CLIENTS):
+            ing = _movierec(
+                "ingest", "--source", str(_live_file(paths, i)), "--db", db_url, "--until-caught-up"
+            )  # fmt: skip
+            for k, v in ing.items():
+                totals[k] = totals.get(k, 0) + int(v)
+        d.update(totals)
 
     with progress.step("online evaluation") as d:
         online = _online(paths, db_url)
@@ -194,7 +205,7 @@ def _start_services(
             "router",
             [
                 sys.executable, "-m", "movierec", "route", "--flags", str(paths["flags"]),
-                "--tracks", json.dumps(tracks), "--port", str(port),
+                "--tracks", json.dumps(tracks), "--port", str(port), "--rate-limit", "0",
             ],
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -204,41 +215,67 @@ def _start_services(
 
 
 def _live_phase(config: DemoConfig, router_url: str, paths: dict[str, Path]) -> dict[str, Any]:
+    """Simulated users call the router from a few threads, each over its own users and log file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
     from movierec_recommender.online.exposures import Exposure, write_exposures
     from movierec_simulator.client import run_sessions
     from movierec_simulator.sinks import FileSink
     from movierec_simulator.world import World
 
     world = World.generate(config.users, config.movies, config.seed)
+    start = _history_end(paths["history"])
+    shards = np.array_split(np.asarray(world.user_ids), LIVE_CLIENTS)
     t0 = time.monotonic()
-    with FileSink(paths["live"]) as sink:
-        result = run_sessions(
-            world,
-            router_url,
-            n_requests=config.requests,
-            sink=sink,
-            seed=config.seed + 1,
-            deadline_s=config.live_seconds,
-            start=_history_end(paths["history"]),
-        )
+
+    def play(i: int) -> Any:
+        with FileSink(_live_file(paths, i)) as sink:
+            return run_sessions(
+                world,
+                router_url,
+                shards[i].tolist(),
+                config.requests // LIVE_CLIENTS,
+                sink,
+                seed=config.seed * 100 + i,
+                deadline_s=config.live_seconds,
+                start=start,
+            )
+
+    with ThreadPoolExecutor(LIVE_CLIENTS) as pool:
+        results = list(pool.map(play, range(LIVE_CLIENTS)))
     exposures = [
         Exposure(
-            time=r.time,
-            user_id=r.user_id,
-            track=r.track or "unknown",
-            model_version=r.model_version or "unknown",
-            items=tuple(r.items),
-            status=r.status,
-            latency_ms=r.latency_ms,
+            time=o.time,
+            user_id=o.user_id,
+            track=o.track or "unknown",
+            model_version=o.model_version or "unknown",
+            items=tuple(o.items),
+            status=o.status,
+            latency_ms=float(o.latency_ms),
         )
-        for r in result.records
+        for r in results
+        for o in r.outcomes
     ]
     write_exposures(paths["provenance"], exposures)
+    per_track: dict[str, dict[str, float]] = {}
+    for r in results:
+        for track, totals in r.by_track().items():
+            acc = per_track.setdefault(track, {})
+            for key in ("requests", "watched", "minutes", "rated", "errors"):
+                acc[key] = acc.get(key, 0) + totals[key]
+    for acc in per_track.values():
+        acc["watched_per_request"] = acc["watched"] / max(acc["requests"], 1)
     return {
+        "by_track": per_track,
         "requests": len(exposures),
         "errors": sum(1 for e in exposures if e.status != 200),
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def _live_file(paths: dict[str, Path], i: int) -> Path:
+    return paths["live"].with_name(f"live-{i}.log")
 
 
 def _history_end(history: Path) -> Any:
@@ -309,7 +346,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     for ab in online.get("ab", []):
         req, usr = ab["request_level"], ab["user_level"]
         print(
-            f"A/B {ab['a']} vs {ab['b']}: engagement {req['rate_a']:.3f} vs {req['rate_b']:.3f} "
-            f"(diff {req['diff']:+.3f}, 95% CI [{req['ci_low']:+.3f}, {req['ci_high']:+.3f}]), "
-            f"p = {req['p_value']:.3g} (requests), {usr['p_value']:.3g} (users)"
+            f"A/B {ab['a']} vs {ab['b']} (unit: user): share of recommendations watched "
+            f"{usr['mean_a']:.3f} vs {usr['mean_b']:.3f}, Welch p = {usr['p_value']:.3g}; "
+            f"answers followed by a watch {req['rate_a']:.3f} vs {req['rate_b']:.3f}, "
+            f"z-test p = {req['p_value']:.3g}"
         )

@@ -124,7 +124,8 @@ def write_report(path: Path, summary: dict[str, Any], latencies: dict[str, list[
                 "success rate": r["success_rate"],
                 "p50 ms": r["latency_p50_ms"],
                 "p99 ms": r["latency_p99_ms"],
-                "engagement": r["engagement_rate"],
+                "share watched": r["engagement_rate"],
+                "any watched": r["session_engagement_rate"],
                 "online RMSE": r["online_rmse"],
                 "RMSE n": r["rmse_samples"],
                 "disparity (age)": r["disparity"].get("age_group"),
@@ -136,12 +137,13 @@ def write_report(path: Path, summary: dict[str, Any], latencies: dict[str, list[
     ab_rows = [
         {
             "experiment": ab["experiment"],
-            "engagement a": ab["request_level"]["rate_a"],
-            "engagement b": ab["request_level"]["rate_b"],
-            "diff (b-a)": ab["request_level"]["diff"],
-            "95% CI": f"[{_fmt(ab['request_level']['ci_low'])}, {_fmt(ab['request_level']['ci_high'])}]",
-            "p (requests, z)": ab["request_level"]["p_value"],
-            "p (users, Welch)": ab["user_level"]["p_value"],
+            "share watched a": ab["user_level"]["mean_a"],
+            "share watched b": ab["user_level"]["mean_b"],
+            "p (per-user Welch)": ab["user_level"]["p_value"],
+            "any watched a": ab["request_level"]["rate_a"],
+            "any watched b": ab["request_level"]["rate_b"],
+            "diff 95% CI": f"[{_fmt(ab['request_level']['ci_low'])}, {_fmt(ab['request_level']['ci_high'])}]",
+            "p (answers, z)": ab["request_level"]["p_value"],
         }
         for ab in online.get("ab", [])
     ]

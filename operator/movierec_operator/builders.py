@@ -75,6 +75,10 @@ def build_deployment(
             f"models:/{model_name}/{version}",
             "--port",
             str(constants.SERVE_PORT),
+            "--host",
+            "0.0.0.0",  # inside the pod: the Service and the probes reach it on the pod IP
+            "--track",
+            track,
         ],
         "env": [
             {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},

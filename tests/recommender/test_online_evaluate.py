@@ -58,12 +58,15 @@ def test_engagement_rmse_and_health_per_track() -> None:
         min_group_size=1,
     )
     a, b = report.tracks["a"], report.tracks["b"]
-    assert a.engagement_rate == pytest.approx(0.5)  # user 1 yes, user 2 watched before exposure
-    assert b.engagement_rate == pytest.approx(1.0)
+    # user 1 watched 1 of 2 shown; user 2 watched m3 before the exposure: not engagement
+    assert a.engagement_rate == pytest.approx(0.25)
+    assert a.session_engagement_rate == pytest.approx(0.5)
+    assert b.engagement_rate == pytest.approx(0.5)  # 1 of 2 shown
+    assert b.session_engagement_rate == pytest.approx(1.0)
     assert b.success_rate == pytest.approx(0.5)
     assert a.online_rmse == pytest.approx(1.0) and a.rmse_samples == 1
     assert np.isnan(b.online_rmse)  # no predictor for b
-    assert a.engagement_by_group["gender"] == {"F": 1.0, "M": 0.0}
+    assert a.engagement_by_group["gender"] == {"F": 0.5, "M": 0.0}
     assert a.disparity["gender"] == 0.0
     assert b.popular_share == pytest.approx(0.5)
     assert [r.experiment for r in report.ab] == ["a_vs_b"]
