@@ -20,7 +20,7 @@ class KNNConfig(BaseModel):
     shrinkage: float = Field(50.0, ge=0, description="similarity *= n / (n + shrinkage)")
     min_similarity: float = Field(0.0, ge=0, description="only neighbours above this similarity")
     damping: float = Field(0.5, ge=0, description="neighbour residual / (sum |sim| + damping)")
-    baseline_epochs: int = Field(10, ge=0, description="ALS sweeps for the user and item biases")
+    baseline_epochs: int = Field(5, ge=0, description="ALS sweeps for the user and item biases")
     reg_user: float = Field(15.0, ge=0, description="user-bias regularisation")
     reg_item: float = Field(10.0, ge=0, description="item-bias regularisation")
     ranking: Literal["rating", "evidence"] = Field(
