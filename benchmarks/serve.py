@@ -5,6 +5,8 @@ on 127.0.0.1, with a real item-item model trained on >= 100,000 users. Phase 1 m
 one's ceiling with wrk (closed loop) and prints the ratios; phase 2 offers fixed rates (an
 open-loop asyncio generator that times each request from its scheduled start, wrk2-style) at
 50 %, 90 % and 200 % of the measured ceiling and counts slow answers, 5xx, 503s and timeouts.
+Phase 1 also prints each service's CPU per answer (from /proc; for the router, the router's plus
+the recommender's), which on shared cores is steadier than any single throughput ratio.
 
     .venv/bin/python benchmarks/serve.py [--users 100000] [--seconds 10] [--json OUT]
 
@@ -55,6 +57,24 @@ def trivial_app() -> Any:
         return "ok"
 
     return app
+
+
+# ---- CPU per answer ------------------------------------------------------------------------------
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every process in a process group (gunicorn master + workers),
+    from /proc: what an answer costs, whatever else shares the cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields[2] is pgrp (after pid, comm, state)
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 # ---- phase 1: ceilings with wrk --------------------------------------------------------------
@@ -179,6 +199,7 @@ def run_paced(
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     timeouts = re.search(r"timeout (\d+)", out)
     over = re.search(r"^OVER800 (\d+)", out, re.M)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", out)
     return RateResult(
         name=name,
         target_rps=round(rate, 1),
@@ -192,6 +213,7 @@ def run_paced(
         server_over_800ms=int(over.group(1)) if over else 0,
         status=status,
         timeouts=int(timeouts.group(1)) if timeouts else 0,
+        errors=sum(int(x) for x in socket_errors.groups()) if socket_errors else 0,
         fallbacks={k: after.get(k, 0.0) - before.get(k, 0.0) for k in after
                    if after.get(k, 0.0) - before.get(k, 0.0) > 0},
     )  # fmt: skip
@@ -390,13 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per measurement")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument(
-        "--rate-connections", type=int, default=256, help="connections at 50 % and 90 %"
+        "--rate-connections", type=int, default=256, help="connections at 50 %% and 90 %%"
     )
     parser.add_argument(
         "--overload-connections",
         type=int,
         default=1000,
-        help="connections at 200 %: more clients than the service admits, so it must shed",
+        help="connections at 200 %%: more clients than the service admits, so it must shed",
     )
     parser.add_argument("--workdir", default=str(Path.home() / ".cache/movierec/bench-serve"))
     parser.add_argument("--json", help="also write the results as JSON here")
@@ -444,12 +466,26 @@ def main(argv: list[str] | None = None) -> int:
             for svc in (trivial, rec, router):  # warm-up, not recorded
                 run_wrk("warm", svc.url, 2, args.connections, max_id)
             ceilings = {}
+            cpu: dict[str, float] = {}
+            groups = {"trivial": [trivial], "direct": [rec], "router": [router, rec]}
             for name, svc in (("trivial", trivial), ("direct", rec), ("router", router)):
+                pgids = [s.proc.pid for s in groups[name] if s.proc is not None]
+                before_cpu = [group_cpu_seconds(g) for g in pgids]
                 res = run_wrk(name, svc.url, args.seconds, args.connections, max_id)
+                spent = [group_cpu_seconds(g) - b for g, b in zip(pgids, before_cpu, strict=True)]
                 ceilings[name] = res
                 results["wrk"].append(asdict(res))
+                # CPU per answer in every process the answer went through (router: + recommender)
+                cpu[name] = sum(spent) / max(res.requests, 1) * 1e6
+                split = " + ".join(f"{x / max(res.requests, 1) * 1e6:.0f}" for x in spent)
                 print(f"{name:8s} {res.rps:8.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                      f"p99 {res.p99_ms:6.2f} ms  non-2xx {res.non_2xx}  timeouts {res.timeouts}")  # fmt: skip
+                      f"p99 {res.p99_ms:6.2f} ms  non-2xx {res.non_2xx}  timeouts {res.timeouts}  "
+                      f"CPU/answer {cpu[name]:.0f} us ({split})")  # fmt: skip
+            results["cpu_us_per_answer"] = {k: round(v) for k, v in cpu.items()}
+            # Context, not the target: on 2 shared cores a routed answer costs the router's CPU
+            # plus the recommender's, so this is the ratio the CPU cost alone allows.
+            print(f"CPU-bound router/trivial: {cpu['trivial'] / cpu['router']:.2f} "
+                  f"(direct/trivial {cpu['trivial'] / cpu['direct']:.2f})")  # fmt: skip
             ratios = {
                 "direct_vs_trivial": ceilings["direct"].rps / ceilings["trivial"].rps,
                 "router_vs_trivial": ceilings["router"].rps / ceilings["trivial"].rps,
@@ -479,13 +515,23 @@ def main(argv: list[str] | None = None) -> int:
                           f"status {rate.status}  timeouts {rate.timeouts}  errors {rate.errors}  "
                           f"max503 {rate.max_503_ms} ms  fallbacks/shed {rate.fallbacks}")  # fmt: skip
     half = next(r for r in results["rates"] if r["name"] == "direct@50%")
-    ninety = next(r for r in results["rates"] if r["name"] == "direct@90%")
     print(f"p99 at half max (direct): {half['p99_ms']} ms (target < 50 ms) "
           f"{'met' if half['p99_ms'] < 50 else 'MISSED'}")  # fmt: skip
-    bad_90 = ninety["over_800ms"] + sum(v for k, v in ninety["status"].items() if k.startswith("5"))
-    print(
-        f">800 ms or 5xx at 90% (direct): {bad_90} (target 0) {'met' if bad_90 == 0 else 'MISSED'}"
-    )
+    for name in ("direct", "router"):
+        r90 = next(r for r in results["rates"] if r["name"] == f"{name}@90%")
+        five = sum(v for k, v in r90["status"].items() if k.startswith("5"))
+        bad = r90["over_800ms"] + five
+        print(f">800 ms or 5xx at 90% ({name}): {r90['over_800ms']} slow + {five} 5xx "
+              f"of {r90['answered']} (target 0) {'met' if bad == 0 else 'MISSED'}")  # fmt: skip
+    for r in results["rates"]:
+        if not r["name"].split("@")[1].startswith("200%"):
+            continue
+        other_5xx = sum(v for k, v in r["status"].items() if k.startswith("5") and k != "503")
+        slow = r["server_over_800ms"]
+        ok = slow == 0 and other_5xx == 0 and r["timeouts"] == 0 and r["errors"] == 0
+        print(f"at 2x ({r['name']}): {slow} answers >800 ms (from the send), "
+              f"{r['status'].get('503', 0)} x 503, {other_5xx} other 5xx, {r['timeouts']} timeouts, "
+              f"{r['errors']} socket errors: {'met' if ok else 'MISSED'}")  # fmt: skip
     results["load_after"] = [round(x, 1) for x in os.getloadavg()]
     print(f"load average after: {results['load_after']}")
     if args.json:

@@ -290,3 +290,179 @@ def test_experiment_without_stable_falls_back_to_the_first_track(
 def test_tracks_come_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOVIEREC_ROUTER_TRACKS", json.dumps({"stable": "http://127.0.0.1:9/"}))
     assert RouterSettings().tracks == {"stable": "http://127.0.0.1:9"}
+
+
+# -- the assignment cache and the WSGI hot path ---------------------------------------------------
+
+
+def test_assignment_cache_serves_repeats_and_drops_on_flag_change(
+    assigner: Assigner, flag_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evaluated: list[int] = []
+    real = assigner._evaluate
+
+    def counting(user_id: int) -> str:
+        evaluated.append(user_id)
+        return real(user_id)
+
+    monkeypatch.setattr(assigner, "_evaluate", counting)
+    before = _tracks(assigner, range(300))
+    assert _tracks(assigner, range(300)) == before
+    assert len(evaluated) == 300, "repeat lookups must come from the cache, not the SDK"
+    stable_users = [u for u, t in before.items() if t == "stable"]
+    write_flag_file(flag_file, {"stable": 0, "canary": 100})
+    # the SDK reports the change: cached stable answers must not survive it
+    _wait_for(lambda: all(assigner.track(u) == "canary" for u in stable_users))
+    assert len(evaluated) > 300
+    assert set(_tracks(assigner, range(300)).values()) == {"canary"}
+    evaluated.clear()
+    assert set(_tracks(assigner, range(300)).values()) == {"canary"}
+    assert evaluated == []  # cached again under the new flag data
+
+
+def test_hot_path_answers_with_the_full_contract(upstreams: dict[str, Upstream]) -> None:
+    client = _router(upstreams, lambda u: "stable")
+    resp = client.get("/recommend/5")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Length"] == str(len("stable-a,stable-b"))
+    for name in ("X-Frame-Options", "Content-Security-Policy", "Cache-Control"):
+        assert name in resp.headers
+    assert resp.headers.getlist("X-Content-Type-Options") == ["nosniff"]  # added once
+    bad = client.get("/recommend/x1", headers={"Accept": "application/json"})
+    assert bad.status_code == 400
+    assert bad.get_json() == {"error": "bad user id: expected a non-negative integer"}
+    assert bad.headers["X-Track"] == "none"
+    head = client.head("/recommend/5")  # not on the hot path: Flask's route, same answer
+    assert head.status_code == 200
+    assert head.headers["X-Track"] == "stable"
+    assert client.post("/recommend/5").status_code == 405
+    assert client.get("/recommend/5/").status_code == 404
+
+
+def test_request_that_waited_past_the_budget_is_shed_without_calling_upstream(
+    upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec_recommender.serving import admission
+
+    client = _router(upstreams, lambda u: "stable", shed_queue_ms=100)
+    monkeypatch.setattr(admission, "queue_wait", lambda: 0.5)
+    started = time.monotonic()
+    resp = client.get("/recommend/5")
+    assert time.monotonic() - started < 0.1
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert upstreams["stable"].hits == 0
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'movierec_load_shed_total{reason="queue_wait"} 1.0' in metrics
+
+
+def test_stable_gets_only_what_is_left_of_the_budget_after_queueing(
+    upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec_recommender.serving import admission
+
+    upstreams["stable"].mode = "slow"  # 1 s
+    client = _router(upstreams, lambda u: "stable", shed_queue_ms=400)
+    monkeypatch.setattr(admission, "queue_wait", lambda: 0.3)
+    started = time.monotonic()
+    resp = client.get("/recommend/5")
+    # 800 ms budget - 300 ms already spent queued: the router gives up within ~0.5 s
+    assert time.monotonic() - started < 0.65
+    assert resp.status_code == 503
+
+
+# -- the upstream HTTP client against raw answers -------------------------------------------------
+
+
+class Canned:
+    """A socket server that answers every request on a connection with the next canned bytes,
+    then closes the connection when told to (None)."""
+
+    def __init__(self, answers: list[bytes | None]) -> None:
+        import socket
+
+        self.answers = list(answers)
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with sock:
+                while self.answers:
+                    if not sock.recv(4096):
+                        break
+                    answer = self.answers.pop(0)
+                    if answer is None:
+                        break  # close this connection with the request unanswered
+                    sock.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nX-Track: stable\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+def test_upstream_client_reads_length_chunked_and_close_delimited_bodies() -> None:
+    from movierec_recommender.router.forward import Upstreams
+
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    until_close = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nxyz"
+    server = Canned([_ok(b"1,2"), chunked, until_close])
+    ups = Upstreams({"stable": server.url}, 1, 1.0)
+    try:
+        first = ups.get("stable", "/recommend/1", None, 1.0)
+        assert (first.status, first.body, first.headers) == (200, b"1,2", {"X-Track": "stable"})
+        assert ups.get("stable", "/recommend/1", None, 1.0).body == b"abcde"
+        assert server.connections == 1  # kept alive across answers
+        last = ups.get("stable", "/recommend/1", None, 1.0)
+        assert (last.body, last.headers) == (b"xyz", {"Content-Type": "text/plain"})
+    finally:
+        ups.close()
+        server.close()
+
+
+def test_upstream_client_retries_once_when_an_idle_connection_was_closed() -> None:
+    from movierec_recommender.router.forward import Upstreams
+
+    # the second request arrives on a connection the upstream then closes (idle timeout)
+    server = Canned([_ok(b"a"), None, _ok(b"b")])
+    ups = Upstreams({"stable": server.url}, 1, 1.0)
+    try:
+        assert ups.get("stable", "/recommend/1", None, 1.0).body == b"a"
+        again = ups.get("stable", "/recommend/2", None, 1.0)
+        assert (again.status, again.body, again.error) == (200, b"b", None)
+        assert server.connections == 2
+    finally:
+        ups.close()
+        server.close()
+
+
+def test_upstream_client_refuses_oversized_and_malformed_answers() -> None:
+    from movierec_recommender.router.forward import MAX_BODY, Upstreams
+
+    server = Canned([
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1),
+        b"SMTP ready\r\n\r\n",
+    ])  # fmt: skip
+    ups = Upstreams({"stable": server.url}, 1, 1.0)
+    try:
+        assert ups.get("stable", "/recommend/1", None, 1.0).error == "protocol"
+        assert ups.get("stable", "/recommend/1", None, 1.0).error == "protocol"
+    finally:
+        ups.close()
+        server.close()

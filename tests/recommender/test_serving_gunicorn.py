@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from movierec_recommender.router.flagdata import write_flag_file
@@ -145,3 +147,112 @@ def test_overload_is_shed_with_fast_503s_not_queued(model_dir: Path) -> None:
         assert any(status == 200 for status, _, _ in results)
         metrics = http_get(svc.url + "/metrics")[2].decode()
         assert _sample(metrics, "movierec_load_shed_total", reason="queue_full") >= len(shed)
+
+
+# -- shedding keeps a client's connection (no reconnect storm under overload) -------------------
+
+
+GET = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "reusable"),
+    [
+        (GET, True),
+        (GET + GET, False),  # pipelined
+        (GET[:20], False),  # partial request
+        (b"GET /recommend/1 HTTP/1.0\r\nHost: x\r\n\r\n", False),
+        (b"GET /r HTTP/1.1\r\nConnection: close\r\n\r\n", False),
+        (b"GET /r HTTP/1.1\r\nContent-Length: 3\r\n\r\n", False),
+        (b"HEAD /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", False),  # a 503 body would break it
+    ],
+)
+def test_which_shed_connections_stay_open(data: bytes, reusable: bool) -> None:
+    from movierec_recommender.serving.worker import reusable_after_reject
+
+    assert reusable_after_reject(data) is reusable
+
+
+def _bare_worker() -> Any:
+    """A QueueTimedWorker with just the state `_reject` touches (no arbiter, no fork)."""
+    import logging
+    import selectors
+    from collections import deque
+    from threading import RLock
+
+    from gunicorn.config import Config
+    from movierec_recommender.serving.worker import QueueTimedWorker
+
+    worker = QueueTimedWorker.__new__(QueueTimedWorker)
+    worker.cfg = Config()
+    worker.alive = True
+    worker._keep = deque()
+    worker.max_keepalived = 10
+    worker._lock = RLock()
+    worker.poller = selectors.DefaultSelector()
+    worker.nr_conns = 1
+    worker._shed_counter = None
+    worker.log = logging.getLogger("test")
+    return worker
+
+
+@pytest.mark.parametrize(("request_bytes", "kept"), [(GET, True), (GET + GET, False)])
+def test_shed_503_keeps_a_clean_connection_open(request_bytes: bytes, kept: bool) -> None:
+    import socket
+
+    from gunicorn.workers.gthread import TConn
+
+    worker = _bare_worker()
+    server_side, client = socket.socketpair()
+    client.settimeout(2)
+    try:
+        client.sendall(request_bytes)
+        conn = TConn(worker.cfg, server_side, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        worker._reject(conn)
+        answer = client.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"Retry-After: 1" in answer
+        if kept:
+            assert b"Connection: keep-alive" in answer
+            assert worker.nr_conns == 1
+            assert list(worker._keep) == [conn]
+            assert worker.poller.get_key(server_side)
+        else:
+            assert b"Connection: close" in answer
+            assert client.recv(4096) == b""  # closed
+            assert worker.nr_conns == 0
+    finally:
+        client.close()
+        server_side.close()
+
+
+def test_worker_sheds_while_the_queue_is_measured_slow_and_recovers_when_it_drains() -> None:
+    from collections import deque
+    from concurrent.futures import Future
+
+    worker = _bare_worker()
+    worker.max_pending = 256
+    worker.shed_wait = 0.25
+    worker.per_request = 0.0  # the estimate alone would admit everything
+    worker._pending_lock = threading.Lock()
+    worker.futures = deque()
+    refused: list[object] = []
+    worker._reject = refused.append
+
+    class Pool:
+        def submit(self, fn: object, conn: object) -> Future[object]:
+            return Future()
+
+    class Conn:
+        def init(self) -> None:
+            pass
+
+    worker.tpool = Pool()
+    worker.last_wait = 1.0  # the last request a thread took had waited 1 s
+    worker._pending = 3  # and requests are queued behind the (1) busy thread
+    worker.enqueue_req(Conn())
+    assert len(refused) == 1
+    worker._pending = 0  # the queue drained: the old measurement must not keep refusing
+    worker.enqueue_req(Conn())
+    assert len(refused) == 1
+    assert worker._pending == 1

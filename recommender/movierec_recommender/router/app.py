@@ -1,9 +1,10 @@
-"""The router's Flask application factory and routes (same HTTP contract as the recommender)."""
+"""The router's Flask application factory and routes (same HTTP contract as the recommender).
+
+`GET /recommend/<id>` is answered by `router.hotpath` in front of Flask."""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +12,18 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from movierec_recommender.router.assign import Assigner
-from movierec_recommender.router.forward import Upstream, Upstreams
+from movierec_recommender.router.forward import Upstreams
+from movierec_recommender.router.hotpath import (
+    HotMetrics,
+    RecommendHandler,
+    client_key,
+)
 from movierec_recommender.router.ratelimit import RateLimiter
 from movierec_recommender.router.settings import RouterSettings
-from movierec_recommender.serving.http import install_common, parse_user_id, short
+from movierec_recommender.serving.http import RecommendFastPath, install_common, short
 from movierec_recommender.serving.metrics import (
     LATENCY_BUCKETS,
+    ChildCache,
     RequestMetrics,
     metrics_response,
     openapi_response,
@@ -24,8 +31,6 @@ from movierec_recommender.serving.metrics import (
 
 log = logging.getLogger(__name__)
 bp = Blueprint("router", __name__)
-COMPONENT = "router"
-_MARGIN = 0.02  # seconds kept for the router's own work inside the budget
 
 
 class RouterMetrics(RequestMetrics):
@@ -49,6 +54,22 @@ class RouterMetrics(RequestMetrics):
             "Requests refused with 429 by the per-client token bucket",
             registry=registry,
         )
+        self.shed = Counter(
+            "movierec_load_shed_total",
+            "Requests refused with 503 because they could not be answered within budget",
+            ("reason",),
+            registry=registry,
+        )
+
+    def hot(self) -> HotMetrics:
+        """The per-request metrics with cached children, for the hot path."""
+        return HotMetrics(
+            requests=self,
+            fallbacks=ChildCache(self.fallbacks),
+            upstream_latency=ChildCache(self.upstream_latency),
+            rate_limited=self.rate_limited,
+            shed=ChildCache(self.shed),
+        )
 
 
 @dataclass
@@ -60,6 +81,7 @@ class RouterState:
     assigner: Any
     upstreams: Upstreams
     limiter: RateLimiter
+    handler: RecommendHandler
 
 
 def create_app(settings: RouterSettings | None = None, *, assigner: Any = None) -> Flask:
@@ -84,21 +106,33 @@ def create_app(settings: RouterSettings | None = None, *, assigner: Any = None) 
             start_wait=settings.ld_start_wait_seconds,
             stable=settings.stable_track,
         )
+    metrics = RouterMetrics(registry)
+    upstreams = Upstreams(settings.tracks, settings.pool_size, settings.connect_timeout_ms / 1000)
+    limiter = RateLimiter(
+        settings.rate_limit_rps, settings.rate_limit_burst, settings.rate_limit_clients
+    )
+    handler = RecommendHandler(
+        settings,
+        default_track=default,
+        metrics=metrics.hot(),
+        assigner=assigner,
+        upstreams=upstreams,
+        limiter=limiter,
+    )
     app.extensions["movierec-router"] = RouterState(
         settings=settings,
         default_track=default,
         registry=registry,
-        metrics=RouterMetrics(registry),
+        metrics=metrics,
         assigner=assigner,
-        upstreams=Upstreams(
-            settings.tracks, settings.pool_size, settings.connect_timeout_ms / 1000
-        ),
-        limiter=RateLimiter(
-            settings.rate_limit_rps, settings.rate_limit_burst, settings.rate_limit_clients
-        ),
+        upstreams=upstreams,
+        limiter=limiter,
+        handler=handler,
     )
     install_common(app)
     app.register_blueprint(bp)
+    # Outermost: the hot path adds the security headers itself and skips the Flask stack.
+    app.wsgi_app = RecommendFastPath(app.wsgi_app, handler.wsgi_answer)  # type: ignore[method-assign]
     return app
 
 
@@ -107,101 +141,13 @@ def _state() -> RouterState:
     return state
 
 
-def _client_key(settings: RouterSettings) -> str:
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first[:64]
-    return request.remote_addr or "?"
-
-
-def _answer(st: RouterState, up: Upstream, track: str, started: float) -> Response:
-    resp = Response(up.body, status=up.status)
-    for key, value in up.headers.items():
-        resp.headers[key] = value
-    resp.headers.setdefault("X-Track", track)
-    resp.headers.setdefault("X-Model-Version", "none")
-    st.metrics.observe(
-        COMPONENT,
-        resp.headers["X-Track"],
-        resp.headers["X-Model-Version"],
-        up.status,
-        time.perf_counter() - started,
-    )
-    return resp
-
-
-def _call(st: RouterState, track: str, path: str, accept: str | None, timeout: float) -> Upstream:
-    t0 = time.perf_counter()
-    up = st.upstreams.get(track, path, accept, timeout)
-    outcome = up.error or str(up.status)
-    st.metrics.upstream_latency.labels(track, outcome).observe(time.perf_counter() - t0)
-    return up
-
-
-def _failure(up: Upstream) -> str | None:
-    """Why an upstream answer does not count as an answer (None: it does)."""
-    if up.error:
-        return up.error
-    if up.status == 503:
-        return "unavailable"
-    if up.status >= 500:
-        return "error"
-    return None
-
-
 @bp.get("/recommend/<user_id>")
 def recommend(user_id: str) -> Response:
-    started = time.perf_counter()
+    """HEAD and anything else `RecommendFastPath` passes on: the same answer through Flask."""
     st = _state()
-    settings = st.settings
-    uid = parse_user_id(user_id)
-    if uid is None:
-        resp = short(400, "bad user id: expected a non-negative integer")
-        return _local(st, resp, "none", started)
-    allowed, retry_after = st.limiter.allow(_client_key(settings))
-    if not allowed:
-        st.metrics.rate_limited.inc()
-        resp = short(429, "too many requests", {"Retry-After": str(retry_after)})
-        return _local(st, resp, "none", started)
-    try:
-        track = st.assigner.track(uid)
-    except Exception as exc:  # assignment must never fail an answer
-        log.warning("track assignment failed, using %s: %s", st.default_track, exc)
-        track = st.default_track
-    stable = st.default_track
-    if track not in st.upstreams:
-        track = stable
-    path = f"/recommend/{uid}"
-    accept = request.headers.get("Accept")
-    budget = settings.budget_ms / 1000
-    if track != stable:
-        timeout = min(settings.canary_timeout_ms / 1000, budget / 2)
-        up = _call(st, track, path, accept, timeout)
-        reason = _failure(up)
-        if reason is None:
-            return _answer(st, up, track, started)
-        # Counted against the track that failed, so its success rate shows it.
-        st.metrics.fallbacks.labels(track, reason).inc()
-        failed_status = 504 if reason == "timeout" else (up.status or 502)
-        st.metrics.observe(COMPONENT, track, up.headers.get("X-Model-Version", "unknown"),
-                           failed_status, time.perf_counter() - started)  # fmt: skip
-    left = budget - (time.perf_counter() - started) - _MARGIN
-    up = _call(st, stable, path, accept, max(left, 0.01))
-    if up.error:
-        resp = short(503, "no track available", {"Retry-After": "1"})
-        return _local(st, resp, "none", started, track=stable)
-    return _answer(st, up, stable, started)
-
-
-def _local(
-    st: RouterState, resp: Response, version: str, started: float, track: str = "none"
-) -> Response:
-    resp.headers["X-Model-Version"] = version
-    resp.headers["X-Track"] = track
-    st.metrics.observe(COMPONENT, track, version, resp.status_code, time.perf_counter() - started)
-    return resp
+    client = client_key(request.environ, st.settings.trust_forwarded_for)
+    reply = st.handler.recommend(user_id, request.headers.get("Accept"), client)
+    return Response(reply.body, status=reply.status, headers=reply.headers)
 
 
 @bp.get("/healthz")

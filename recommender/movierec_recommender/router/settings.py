@@ -25,6 +25,9 @@ class RouterSettings(BaseSettings):
         default=250.0, gt=0, description="time a non-stable track gets before stable answers"
     )
     connect_timeout_ms: float = Field(default=100.0, gt=0)
+    shed_queue_ms: float = Field(
+        default=250.0, gt=0, description="queue wait past which a request is shed with 503"
+    )
     pool_size: int = Field(default=16, ge=1, description="keep-alive connections per upstream")
 
     rate_limit_rps: float = Field(

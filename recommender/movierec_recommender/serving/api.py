@@ -10,7 +10,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from movierec_recommender.provenance import build_event
 from movierec_recommender.serving import admission
-from movierec_recommender.serving.http import parse_user_id, render, short, wants_json
+from movierec_recommender.serving.http import (
+    Reply,
+    parse_user_id,
+    render,
+    short,
+    short_reply,
+    wants_json,
+)
 from movierec_recommender.serving.metrics import metrics_response, openapi_response
 
 log = logging.getLogger(__name__)
@@ -25,25 +32,33 @@ def _state() -> Any:
 
 @bp.get("/recommend/<user_id>")
 def recommend(user_id: str) -> Response:
+    """What `RecommendFastPath` does not take (HEAD): the same answer through Flask."""
+    reply = answer(_state(), user_id, request.headers.get("Accept"))
+    return Response(reply.body, status=reply.status, headers=reply.headers)
+
+
+def answer(st: Any, raw_id: str, accept: str | None) -> Reply:
+    """One `/recommend/<raw_id>` answer, without Flask (the hot path calls it per request)."""
     started = time.perf_counter()
-    st = _state()
     settings = st.settings
-    uid = parse_user_id(user_id)
+    uid = parse_user_id(raw_id)
     snap = st.holder.current
     version = snap.version if snap else "none"
     if uid is None:
-        resp = short(400, "bad user id: expected a non-negative integer")
-        return _finish(st, resp, version, started)
+        reply = short_reply(400, "bad user id: expected a non-negative integer", accept)
+        return _finish(st, reply, version, started)
     if snap is None:
-        resp = short(503, "model loading", {"Retry-After": "1"})
-        return _finish(st, resp, version, started)
+        reply = short_reply(503, "model loading", accept, [("Retry-After", "1")])
+        return _finish(st, reply, version, started)
     waited = admission.queue_wait()
     if waited * 1000 > settings.shed_queue_ms:
-        st.metrics.shed.labels("queue_wait").inc()
-        return _finish(st, short(503, "overloaded", {"Retry-After": "1"}), version, started)
+        st.metrics.shed_reason.get("queue_wait").inc()
+        reply = short_reply(503, "overloaded", accept, [("Retry-After", "1")])
+        return _finish(st, reply, version, started)
     if not st.in_flight.enter():
-        st.metrics.shed.labels("in_flight").inc()
-        return _finish(st, short(503, "overloaded", {"Retry-After": "1"}), version, started)
+        st.metrics.shed_reason.get("in_flight").inc()
+        reply = short_reply(503, "overloaded", accept, [("Retry-After", "1")])
+        return _finish(st, reply, version, started)
     try:
         spent = waited + (time.perf_counter() - started)
         time_left = min(settings.compute_budget_ms / 1000, settings.budget_ms / 1000 - spent - 0.05)
@@ -51,17 +66,16 @@ def recommend(user_id: str) -> Response:
     finally:
         st.in_flight.leave()
     if ans.fallback is not None:
-        st.metrics.fallbacks.labels(ans.fallback).inc()
+        st.metrics.fallback_reason.get(ans.fallback).inc()
     body, ctype = render(
         uid,
         ids=ans.ids,
         scores=ans.scores,
         model_version=snap.version,
         track=settings.track,
-        as_json=wants_json(request.headers.get("Accept")),
+        as_json=wants_json(accept),
     )
-    resp = Response(body, status=200, content_type=ctype)
-    resp = _finish(st, resp, snap.version, started)
+    reply = _finish(st, Reply(200, body.encode(), [("Content-Type", ctype)]), snap.version, started)
     if st.provenance.enabled:
         st.provenance.emit(
             build_event(
@@ -76,16 +90,24 @@ def recommend(user_id: str) -> Response:
                 fallback=ans.fallback,
             )
         )
-    return resp
+    return reply
 
 
-def _finish(st: Any, resp: Response, version: str, started: float) -> Response:
-    resp.headers["X-Model-Version"] = version
-    resp.headers["X-Track"] = st.settings.track
-    st.metrics.observe(
-        COMPONENT, st.settings.track, version, resp.status_code, time.perf_counter() - started
-    )
-    return resp
+def wsgi_answer(st: Any) -> Any:
+    """`answer` for `serving.http.RecommendFastPath` (bound to this app's state)."""
+
+    def call(raw_id: str, environ: dict[str, Any]) -> Reply:
+        return answer(st, raw_id, environ.get("HTTP_ACCEPT"))
+
+    return call
+
+
+def _finish(st: Any, reply: Reply, version: str, started: float) -> Reply:
+    track = st.settings.track
+    reply.headers.append(("X-Model-Version", version))
+    reply.headers.append(("X-Track", track))
+    st.metrics.observe(COMPONENT, track, version, reply.status, time.perf_counter() - started)
+    return reply
 
 
 @bp.get("/healthz")

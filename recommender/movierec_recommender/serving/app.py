@@ -12,7 +12,7 @@ from movierec_recommender.provenance import ProvenanceSink
 from movierec_recommender.serving.admission import InFlight
 from movierec_recommender.serving.answer import Answerer
 from movierec_recommender.serving.holder import Loader, ModelHolder
-from movierec_recommender.serving.http import install_common
+from movierec_recommender.serving.http import RecommendFastPath, install_common
 from movierec_recommender.serving.metrics import ServingMetrics
 from movierec_recommender.serving.settings import ServingSettings
 
@@ -69,9 +69,10 @@ def create_app(
     app.extensions["movierec"] = state
     install_common(app)
 
-    from movierec_recommender.serving.api import bp
+    from movierec_recommender.serving.api import bp, wsgi_answer
 
     app.register_blueprint(bp)
+    app.wsgi_app = RecommendFastPath(app.wsgi_app, wsgi_answer(state))  # type: ignore[method-assign]
     if start:
         holder.start()
     return app

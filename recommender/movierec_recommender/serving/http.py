@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_accept_header
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,14 @@ def wants_json(accept: str | None) -> bool:
     """True when the client asks for JSON (and does not prefer text) in its Accept header."""
     if not accept or "json" not in accept:
         return False
-    best = request.accept_mimetypes.best_match(["text/plain", JSON], default=JSON)
+    return _prefers_json(accept)
+
+
+@functools.lru_cache(maxsize=256)
+def _prefers_json(accept: str) -> bool:
+    # Pure in the header value (no Flask request), so the router's WSGI hot path can use it;
+    # clients send a handful of distinct Accept values, hence the small cache.
+    best = parse_accept_header(accept, MIMEAccept).best_match(["text/plain", JSON], default=JSON)
     return best == JSON
 
 
@@ -77,6 +89,66 @@ def short(status: int, message: str, headers: dict[str, str] | None = None) -> R
     for key, value in (headers or {}).items():
         resp.headers[key] = value
     return resp
+
+
+@dataclass
+class Reply:
+    """One answer without Flask: status, body and headers (the security headers come on top)."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def status_line(self) -> str:
+        return _STATUS_LINES.get(self.status) or f"{self.status} Unknown"
+
+
+_STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+_SECURITY = list(SECURITY_HEADERS.items())
+
+
+def short_reply(
+    status: int, message: str, accept: str | None, headers: list[tuple[str, str]] | None = None
+) -> Reply:
+    """`short()` without Flask: a short plain-text error, JSON when the client asked for it."""
+    if wants_json(accept):
+        body, ctype = json.dumps({"error": message}).encode(), JSON
+    else:
+        body, ctype = (message + "\n").encode(), TEXT
+    return Reply(status, body, [("Content-Type", ctype), *(headers or ())])
+
+
+RECOMMEND_PREFIX = "/recommend/"
+
+
+class RecommendFastPath:
+    """WSGI middleware answering `GET /recommend/<id>` with `answer(raw_id, environ)`, without
+    Flask's request machinery (URL map, request and response objects, context locals): every
+    answer passes here. Everything else (other paths and methods, HEAD) goes to `app`, whose
+    own route calls the same `answer`. It must be the outermost layer: it adds the security
+    headers itself and turns an unexpected error into a short 500, never a stack trace."""
+
+    def __init__(self, app: Any, answer: Callable[[str, dict[str, Any]], Reply]) -> None:
+        self.app = app
+        self.answer = answer
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith(RECOMMEND_PREFIX) and environ.get("REQUEST_METHOD") == "GET":
+            raw = path[len(RECOMMEND_PREFIX) :]
+            if raw and "/" not in raw:
+                try:
+                    reply = self.answer(raw, environ)
+                except Exception:
+                    log.exception("unhandled error on %s", path[:60])
+                    none = [("X-Model-Version", "none"), ("X-Track", "none")]
+                    reply = short_reply(500, "internal error", environ.get("HTTP_ACCEPT"), none)
+                headers = reply.headers + _SECURITY
+                headers.append(("Content-Length", str(len(reply.body))))
+                start_response(reply.status_line, headers)
+                return [reply.body]
+        return self.app(environ, start_response)
 
 
 class SecurityHeaders:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from flask import Response
 from prometheus_client import (
@@ -19,6 +20,7 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5,
 )  # fmt: skip
 REQUEST_LABELS = ("component", "track", "model_version", "status")
+MAX_CACHED_CHILDREN = 1024
 
 
 def multiprocess_dir() -> str | None:
@@ -56,12 +58,38 @@ class RequestMetrics:
             registry=registry,
         )
 
+        # `labels()` validates and locks on every call; the label sets seen are few (tracks x
+        # versions x statuses), so their child metrics are looked up once and kept here.
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
     def observe(
         self, component: str, track: str, version: str, status: int, seconds: float
     ) -> None:
-        labels = (component, track, version, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (component, track, version, status)
+        pair = self._children.get(key)
+        if pair is None:
+            labels = (component, track, version, str(status))
+            pair = (self.requests.labels(*labels), self.latency.labels(*labels))
+            if len(self._children) < MAX_CACHED_CHILDREN:  # bounded under version churn
+                self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+
+class ChildCache:
+    """Child metrics by label values, looked up once (`get(*labels)` returns the child)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def get(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self.metric.labels(*labels)
+            if len(self._children) < MAX_CACHED_CHILDREN:
+                self._children[labels] = child
+        return child
 
 
 class ServingMetrics(RequestMetrics):
@@ -81,6 +109,8 @@ class ServingMetrics(RequestMetrics):
             ("reason",),
             registry=registry,
         )
+        self.fallback_reason = ChildCache(self.fallbacks)
+        self.shed_reason = ChildCache(self.shed)
         self.model_info = Gauge(
             "movierec_model_info",
             "1 for the model version this service answers with",

@@ -6,16 +6,22 @@ the threads sharing the work). When that passes `MOVIEREC_SHED_WAIT_MS` (250 ms:
 room in the 800 ms budget), or the pending count passes the hard cap `MOVIEREC_MAX_PENDING`
 (256), the request gets an immediate `503` with `Retry-After` written straight on the socket:
 microseconds, never waiting behind the queue. Because the estimate follows the measured speed,
-a worker slowed by CPU contention sheds earlier and a fast one admits more. Admitted requests get
-their queue-entry time stamped for `serving.admission.queue_wait()`, the app's second line.
+a worker slowed by CPU contention sheds earlier and a fast one admits more. The estimate can lag
+a sudden slowdown, so the measured queue wait of the request a thread picked up last also counts:
+while requests are queued and that wait is past the limit, new ones are refused. A shed
+connection stays open when that is safe (one complete GET read), so the client retries on it
+instead of reconnecting. Admitted requests get their queue-entry time stamped for
+`serving.admission.queue_wait()`, the app's second line.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -34,6 +40,25 @@ REJECT = (
 )
 
 
+REJECT_KEEP_ALIVE = REJECT.replace(b"Connection: close", b"Connection: keep-alive")
+
+
+def reusable_after_reject(data: bytes) -> bool:
+    """Whether `data`, read from a connection in one go, is exactly one complete HTTP/1.1 GET
+    without a body that does not ask to close: then the 503 can keep the connection open."""
+    if not data.startswith(b"GET ") or not data.endswith(b"\r\n\r\n"):
+        return False
+    if data.count(b"\r\n\r\n") != 1:
+        return False  # pipelined requests
+    head = data.lower()
+    line_end = head.find(b"\r\n")
+    if not head[:line_end].endswith(b" http/1.1"):
+        return False  # HTTP/1.0: closes by default
+    return not any(
+        word in head for word in (b"connection: close", b"content-length", b"transfer-encoding")
+    )
+
+
 class QueueTimedWorker(ThreadWorker):
     """gthread with a bound on pending requests and the queue-wait stamp."""
 
@@ -41,6 +66,7 @@ class QueueTimedWorker(ThreadWorker):
         self.max_pending = int(os.environ.get("MOVIEREC_MAX_PENDING", "256"))
         self.shed_wait = float(os.environ.get("MOVIEREC_SHED_WAIT_MS", "250")) / 1000
         self.per_request = 0.0  # moving average of handling seconds per request and thread
+        self.last_wait = 0.0  # how long the request a thread took last had waited in the queue
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._shed_counter: Any = None
@@ -50,6 +76,11 @@ class QueueTimedWorker(ThreadWorker):
         with self._pending_lock:
             expected_wait = self._pending * self.per_request
             admitted = self._pending < self.max_pending and expected_wait < self.shed_wait
+            # Measured, not estimated: while requests are queued behind busy threads and the
+            # last one a thread picked up had already waited past the limit, a new one would
+            # wait at least as long. (With no queue this check is off, so it cannot stick.)
+            if admitted and self._pending >= self.cfg.threads and self.last_wait > self.shed_wait:
+                admitted = False
             if admitted:
                 self._pending += 1
         if not admitted:
@@ -64,8 +95,10 @@ class QueueTimedWorker(ThreadWorker):
         super().finish_request(fs)
 
     def handle(self, conn: Any) -> Any:
-        mark_enqueued(getattr(conn, "movierec_enqueued_at", time.monotonic()))
         started = time.monotonic()
+        enqueued = getattr(conn, "movierec_enqueued_at", started)
+        self.last_wait = started - enqueued
+        mark_enqueued(enqueued)
         try:
             return super().handle(conn)
         finally:
@@ -75,17 +108,45 @@ class QueueTimedWorker(ThreadWorker):
 
     def _reject(self, conn: Any) -> None:
         sock: socket.socket = conn.sock
+        keep = False
         try:
-            sock.recv(65536)  # the request is there (the socket was readable): drain it, so
-            sock.setblocking(True)  # closing sends FIN, not a reset that would lose the answer
+            # The socket was readable, so the request is there: drain it, so closing sends FIN,
+            # not a reset that would lose the answer.
+            data = sock.recv(65536)
+            keep = (
+                self.alive
+                and len(self._keep) < self.max_keepalived
+                and reusable_after_reject(data)
+                and self._parser_idle(conn)
+            )
+            sock.setblocking(True)
             sock.settimeout(0.5)
-            sock.sendall(REJECT)
+            sock.sendall(REJECT_KEEP_ALIVE if keep else REJECT)
         except OSError:
-            pass
-        finally:
-            self.nr_conns -= 1
-            conn.close()
+            keep = False
         self._count_shed()
+        if keep:
+            # Keep the connection: a client told to retry comes back on it instead of opening a
+            # new one, so overload does not turn into a reconnect storm queued in the kernel's
+            # accept queue (where nothing can refuse it quickly).
+            if not conn.initialized:
+                conn.init()  # marks it as a keep-alive connection for the main loop
+            sock.setblocking(False)
+            conn.set_timeout()
+            with self._lock:
+                self._keep.append(conn)
+                self.poller.register(
+                    sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+                )
+            return
+        self.nr_conns -= 1
+        conn.close()
+
+    @staticmethod
+    def _parser_idle(conn: Any) -> bool:
+        """No bytes of a next request are buffered in gunicorn's parser (nothing pipelined)."""
+        parser = getattr(conn, "parser", None)
+        return parser is None or not parser.unreader.buf.getvalue()
 
     def _count_shed(self) -> None:
         try:
