@@ -405,6 +405,10 @@ def wait_precomputed(url: str, users: int, timeout: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's harness package
+    from harness.system import require_tool
+
+    require_tool("wrk", ["wrk"])  # Debian's wrk: installed on first use, like the harness services
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--movies", type=int, default=3000)
