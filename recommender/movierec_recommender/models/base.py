@@ -57,3 +57,19 @@ def compact_codes(codes: np.ndarray, vocab: np.ndarray) -> tuple[np.ndarray, np.
     used = np.bincount(codes, minlength=len(vocab)) > 0
     remap = np.cumsum(used, dtype=np.int64) - 1
     return vocab[used], remap[codes].astype(np.int32)
+
+
+class SingleFromBatch:
+    """`recommend` for one user as the first row of `recommend_batch`, minus unfilled slots."""
+
+    def recommend_batch(
+        self, user_ids: Any, n: int = 20, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def recommend(
+        self, user_id: str, n: int = 20, exclude_seen: bool = True
+    ) -> tuple[list[str], np.ndarray]:
+        ids, scores = self.recommend_batch([user_id], n, exclude_seen)
+        keep = ids[0] != ""
+        return [str(x) for x in ids[0][keep]], scores[0][keep]

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec_recommender.data import RatingsData
-from movierec_recommender.models.base import compact_codes, lookup
+from movierec_recommender.models.base import SingleFromBatch, compact_codes, lookup
 from movierec_recommender.models.baseline import fit_biases
 from movierec_recommender.models.config import KNNConfig
 from movierec_recommender.models.similarity import cap_row_entries, topk_cosine
@@ -35,7 +35,7 @@ _DENSE_PREDICT_CELLS = 4_000_000
 _SCORE_CELLS = 8_000_000  # dense (users x items) score cells per step in recommend
 
 
-class KNNRecommender:
+class KNNRecommender(SingleFromBatch):
     """Shared machinery; subclasses say which axis holds the neighbours (`_item_based`)."""
 
     algo: ClassVar[str] = ""
@@ -137,13 +137,6 @@ class KNNRecommender:
             num, den = self._pair_sums(u[both], i[both])
             pred[both] += num / (den + self._config.damping + (den == 0))
         return np.clip(pred, self.rating_min, self.rating_max)
-
-    def recommend(
-        self, user_id: str, n: int = 20, exclude_seen: bool = True
-    ) -> tuple[list[str], np.ndarray]:
-        ids, scores = self.recommend_batch([user_id], n, exclude_seen)
-        keep = ids[0] != ""
-        return [str(x) for x in ids[0][keep]], scores[0][keep]
 
     def recommend_batch(
         self, user_ids: Any, n: int = 20, exclude_seen: bool = True

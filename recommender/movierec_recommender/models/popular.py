@@ -9,14 +9,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from movierec_recommender.data import RatingsData
-from movierec_recommender.models.base import compact_codes, lookup
+from movierec_recommender.models.base import SingleFromBatch, compact_codes, lookup
 
 
 class PopularConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class MostPopular:
+class MostPopular(SingleFromBatch):
     """The baseline every personalised model must beat: same top-N list for everyone."""
 
     algo = "popular"
@@ -60,13 +60,6 @@ class MostPopular:
 
     def predict(self, user_ids: Any, movie_ids: Any) -> np.ndarray:
         return np.full(len(np.asarray(user_ids).ravel()), self.mu)
-
-    def recommend(
-        self, user_id: str, n: int = 20, exclude_seen: bool = True
-    ) -> tuple[list[str], np.ndarray]:
-        ids, scores = self.recommend_batch([user_id], n, exclude_seen)
-        keep = ids[0] != ""
-        return [str(x) for x in ids[0][keep]], scores[0][keep]
 
     def recommend_batch(
         self, user_ids: Any, n: int = 20, exclude_seen: bool = True

@@ -13,13 +13,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from movierec_recommender.demographics import age_bucket
 from movierec_recommender.online import stats
 from movierec_recommender.online.exposures import Exposure
 
 Predictor = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-
-AGE_BUCKETS = (0, 18, 25, 35, 45, 55, 200)
-AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
 
 
 @dataclass
@@ -261,9 +259,8 @@ def _with_groups(per_exposure: pd.DataFrame, users: pd.DataFrame) -> pd.DataFram
         return per_exposure
     u = users.drop_duplicates("user_id").copy()
     u["user_id"] = u["user_id"].astype(np.int64)
-    u["age_group"] = pd.cut(
-        pd.to_numeric(u["age"], errors="coerce"), AGE_BUCKETS, right=False, labels=AGE_LABELS
-    ).astype(str)
+    ages = pd.to_numeric(u["age"], errors="coerce")
+    u["age_group"] = [age_bucket(a) or "unknown" for a in ages.to_numpy(dtype=float)]
     u["gender"] = u["gender"].fillna("unknown").astype(str)
     out = per_exposure.merge(u[["user_id", "age_group", "gender"]], on="user_id", how="left")
     return out.fillna({"age_group": "unknown", "gender": "unknown"})

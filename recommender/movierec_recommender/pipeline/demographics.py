@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
+
+from movierec_recommender.demographics import AGE_LABELS, age_bucket, gender_group
 
 log = logging.getLogger(__name__)
 
-# MovieLens 1M's age bands, the usual reporting buckets for this domain.
-AGE_EDGES = (18, 25, 35, 45, 56)
-AGE_LABELS = ("<18", "18-24", "25-34", "35-44", "45-55", "56+")
+__all__ = ["AGE_LABELS", "Groups", "age_bucket", "build_groups", "gender_group", "load_groups"]
 
 Groups = dict[str, dict[str, str]]  # attribute -> user id -> group label
-
-
-def age_bucket(age: float | None) -> str | None:
-    """The age band of ``age``; None when unknown or implausible."""
-    if age is None or (isinstance(age, float) and math.isnan(age)) or not 0 < age < 130:
-        return None
-    for edge, label in zip(AGE_EDGES, AGE_LABELS, strict=False):
-        if age < edge:
-            return label
-    return AGE_LABELS[-1]
-
-
-def gender_group(gender: str | None) -> str | None:
-    """A normalised gender label; None when unknown."""
-    if gender is None or not isinstance(gender, str) or not gender.strip():
-        return None
-    return gender.strip().upper()
 
 
 def build_groups(rows: Iterable[tuple[object, float | None, str | None]]) -> Groups:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from movierec_recommender.demographics import age_bucket
 
-AGE_BANDS = (18, 25, 35, 45, 55)
+log = logging.getLogger(__name__)
 
 
 class RecommenderLike(Protocol):
@@ -32,15 +32,8 @@ class RecommenderLike(Protocol):
 
 
 def age_band(age: int | None) -> str:
-    """`<18`, `18-24`, ..., `55+`, or `?` when unknown."""
-    if age is None or age < 0:
-        return "?"
-    low = 0
-    for edge in AGE_BANDS:
-        if age < edge:
-            return f"<{edge}" if low == 0 else f"{low}-{edge - 1}"
-        low = edge
-    return f"{AGE_BANDS[-1]}+"
+    """The shared age band (`<18`, `18-24`, ..., `56+`), or `?` when unknown."""
+    return age_bucket(age) or "?"
 
 
 def segment_of(age: int | None, gender: str | None) -> tuple[str, str]:
