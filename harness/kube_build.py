@@ -1,4 +1,4 @@
-"""Builds kube-apiserver, kube-controller-manager, kubectl and etcd from source via the Go proxy."""
+"""Builds the Kubernetes node binaries, kubectl and etcd from source via the Go proxy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from harness.cache import cache_root, install_lock, is_complete, mark_complete
 KUBERNETES_VERSION = "v1.34.12"
 STAGING_VERSION = "v0.34.12"  # the published staging modules matching KUBERNETES_VERSION
 ETCD_VERSION = "v3.6.16"
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+KUBE_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+)
 
 # Every module k8s.io/kubernetes maps to ./staging/src/k8s.io/<name> in its go.mod; a wrapper
 # module must map each to its published version, or `go` refuses the build.
@@ -61,8 +68,8 @@ class KubeBinaries:
 
 
 def kube_dir() -> Path:
-    """~/.cache/movierec/k8s-<version>, holding bin/ and the wrapper module src/."""
-    return cache_root() / f"k8s-{KUBERNETES_VERSION}"
+    """~/.cache/movierec/k8s-<version>-node, holding bin/ and the wrapper module src/."""
+    return cache_root() / f"k8s-{KUBERNETES_VERSION}-node"
 
 
 def etcd_dir() -> Path:
