@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_LINE_BYTES = 8192
 MAX_RESULTS = 100
@@ -16,16 +16,20 @@ MAX_ERROR = 2000
 MAX_USER_ID = 2**62
 MAX_MINUTE = 100_000
 MAX_LATENCY_MS = 10_000_000
-SLUG_RE = re.compile(r"^[a-z0-9_]+(?:\+[a-z0-9_]+)*$")
+# The client got no HTTP response (refused, reset, timed out): the line carries status 0 and the
+# client's exception text. A failed request, which the success rate must count.
+NO_RESPONSE = 0
+# Title words joined by '+', then '+<year>'; with the year missing the slug ends in '+'.
+SLUG_RE = re.compile(r"^[a-z0-9_]+(?:\+[a-z0-9_]+)*\+?$")
 # re.ASCII everywhere: `\d` would otherwise accept other scripts' digits, which int() reads but
 # the canonical line would spell differently (two keys for one event).
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?$", re.ASCII)
 _WATCH_RE = re.compile(r"^GET /data/m/([^/\s]+)/(-?\d+)\.mpg$", re.ASCII)
 _RATE_RE = re.compile(r"^GET /rate/([^=\s]+)=(-?\d+)$", re.ASCII)
 _REC_RE = re.compile(
-    r"^recommendation request (\S+), status (\d{3}), result:(.*?)(?:, (\d+)\s*ms)?$", re.ASCII
+    r"^recommendation request (\S+), status (\d{1,3}), result:(.*?)(?:, (\d+)\s*ms)?$", re.ASCII
 )
-_SLUG = r"[a-z0-9_]+(?:\+[a-z0-9_]+)*"
+_SLUG = r"[a-z0-9_]+(?:\+[a-z0-9_]+)*\+?"
 # A whole 200-status result list in one match (the common case); per-item checks only to name
 # the bad item when it fails.
 _RESULTS_RE = re.compile(rf"^ *{_SLUG}(?: *, *{_SLUG})* *$")
@@ -65,14 +69,21 @@ class RateEvent(_Event):
 
 
 class RecommendationEvent(_Event):
-    """A recommendation request as logged by the serving side."""
+    """A recommendation request as logged by the client side: an HTTP status, or 0 for none."""
 
     kind: Literal["recommendation"] = "recommendation"
     server: str = Field(min_length=1, max_length=MAX_SERVER)
-    status: int = Field(ge=100, le=599)
+    status: int = Field(ge=NO_RESPONSE, le=599)
     results: tuple[MovieId, ...] = ()
     latency_ms: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
     error: str | None = Field(default=None, max_length=MAX_ERROR)
+
+    @field_validator("status")
+    @classmethod
+    def _http_or_none(cls, status: int) -> int:
+        if status != NO_RESPONSE and status < 100:
+            raise ValueError("an HTTP status (100-599) or 0 for no response")
+        return status
 
 
 Event = WatchEvent | RateEvent | RecommendationEvent
@@ -190,7 +201,7 @@ def _recommendation(time: datetime, user_id: int, body: str) -> Fields:
     if len(server) > MAX_SERVER:
         raise ParseError("invalid_server", server[:80])
     status = int(status_text)
-    if not 100 <= status <= 599:
+    if status != NO_RESPONSE and not 100 <= status <= 599:
         raise ParseError("invalid_status", status_text)
     latency_ms = int(latency) if latency is not None else None
     if latency_ms is not None and latency_ms > MAX_LATENCY_MS:

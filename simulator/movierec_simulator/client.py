@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-from movierec_ingestor.events import SLUG_RE, format_fields
+from movierec_ingestor.events import NO_RESPONSE, SLUG_RE, format_fields
 
 from movierec_simulator.behaviour import (
     accept_probability,
@@ -34,7 +34,7 @@ class RequestOutcome:
 
     user_id: int
     time: datetime
-    status: int  # HTTP status; 503/504 when the service could not be reached in time
+    status: int  # HTTP status; 0 when the service gave no response (refused, timed out)
     latency_ms: int
     items: tuple[str, ...]
     track: str | None
@@ -178,20 +178,17 @@ def _request(
     t0 = time.perf_counter()
     try:
         resp = session.get(f"{base}/recommend/{user}", timeout=timeout_s)
-    except requests.Timeout:
-        latency = round((time.perf_counter() - t0) * 1000)
-        return _log_failure(
-            sink, user, when, server=server, status=504, error="client timeout", latency=latency
-        )
     except requests.RequestException as exc:
+        # No HTTP response (refused, reset, timed out): the course's line for it is status 0
+        # with the client's exception text, which the success rate counts as a failure.
         latency = round((time.perf_counter() - t0) * 1000)
         return _log_failure(
             sink,
             user,
             when,
             server=server,
-            status=503,
-            error=f"unreachable: {type(exc).__name__}",
+            status=NO_RESPONSE,
+            error=_exception_text(exc),
             latency=latency,
         )
     latency = round((time.perf_counter() - t0) * 1000)
@@ -207,6 +204,12 @@ def _request(
     fields = (when, user, server, 200, items, latency, None)
     sink.write(format_fields("recommendation", fields), user)
     return RequestOutcome(user, when, 200, latency, items, track, version)
+
+
+def _exception_text(exc: BaseException) -> str:
+    """The exception as one line of bounded, printable text (it lands in the log line)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def _log_failure(
