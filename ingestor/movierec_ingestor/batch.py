@@ -4,14 +4,50 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from movierec_ingestor.events import MAX_LINE_BYTES, ParseError, format_fields, parse_fields
+from movierec_ingestor.provenance import NotExposure, canonical, parse_provenance
 
-# Rows in the column order of their raw table (schema.RAW_TABLES).
-WatchRow = tuple[str, datetime, int, str, int]
-RateRow = tuple[str, datetime, int, str, int]
-RecommendationRow = tuple[str, datetime, int, str, int, str, int | None, str | None]
+# Rows in the column order of their raw table (schema.RAW_TABLES), `ingested_at` included.
+WatchRow = tuple[str, datetime, int, str, int, datetime]
+RateRow = tuple[str, datetime, int, str, int, datetime]
+# ... then request_id, track, model_name, model_version, scores, source.
+RecommendationRow = tuple[
+    str,
+    datetime,
+    int,
+    str,
+    int,
+    str,
+    int | None,
+    str | None,
+    datetime,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str,
+]
+_NO_PROVENANCE = (None, None, None, None, None)
+
+
+def utcnow() -> datetime:
+    """The server's clock, naive UTC like every time in the store."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TimePolicy:
+    """Which event times are plausible: not before the service's epoch, and not ahead of the
+    server's clock by more than `max_skew`. Others are dead-lettered (`time_before_epoch`,
+    `time_in_future`): a client-supplied time of 1990 or 9999 must not reach the store, where
+    it would lock a latest rating or fail every later quality run."""
+
+    epoch: datetime = datetime(1995, 1, 1)
+    max_skew: timedelta = timedelta(minutes=5)
+
 
 # Dead letters keep the bad input for a person to look at, but a multi-megabyte garbage "line"
 # should not become a multi-megabyte row.
@@ -60,30 +96,81 @@ class Batch:
     read: int = 0
     newest_time: datetime | None = None
     rewind: bool = False
+    policy: TimePolicy = field(default_factory=TimePolicy)
+    # The server's time when the batch was read: stored with every event (trusted, unlike
+    # the event's own time) and the reference of the plausibility window.
+    ingested_at: datetime = field(default_factory=utcnow)
+    skipped: int = 0  # valid provenance events that are not exposures (HEAD, shed)
+    _earliest: datetime = field(init=False)
+    _latest: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._earliest = self.policy.epoch
+        self._latest = self.ingested_at + self.policy.max_skew
 
     def add(self, raw: str | bytes | None, position: str) -> str:
         """Validate one line into a row or a dead letter; returns the kind or the reason."""
         self.read += 1
         if raw is None:  # a Kafka tombstone: no value at all
             return self._dead(b"", position, ParseError("empty", "message without value"))
+        if raw[:1] in (b"{", "{"):  # a provenance event (topic `recommendations`)
+            return self._add_provenance(raw, position)
         try:
             kind, fields = parse_fields(raw)
         except ParseError as exc:
             return self._dead(raw, position, exc)
-        key = event_key(format_fields(kind, fields))
         time = fields[0]
+        if not self._earliest <= time <= self._latest:
+            return self._dead(raw, position, self._implausible(time))
+        key = event_key(format_fields(kind, fields))
         if self.newest_time is None or time > self.newest_time:
             self.newest_time = time
         if kind == "watch":
-            self.watch.append((key, *fields))
+            self.watch.append((key, *fields, self.ingested_at))
         elif kind == "rate":
-            self.rate.append((key, *fields))
+            self.rate.append((key, *fields, self.ingested_at))
         else:
             t, user_id, server, status, results, latency_ms, error = fields
             self.recommendation.append(
-                (key, t, user_id, server, status, ",".join(results), latency_ms, error)
+                (
+                    key,
+                    t,
+                    user_id,
+                    server,
+                    status,
+                    ",".join(results),
+                    latency_ms,
+                    error,
+                    self.ingested_at,
+                    *_NO_PROVENANCE,
+                    "log",
+                )
             )
         return kind
+
+    def _implausible(self, time: datetime) -> ParseError:
+        if time < self._earliest:
+            return ParseError("time_before_epoch", f"{time.isoformat()} < {self._earliest}")
+        return ParseError(
+            "time_in_future", f"{time.isoformat()} > ingestion time + {self.policy.max_skew}"
+        )
+
+    def _add_provenance(self, raw: str | bytes, position: str) -> str:
+        try:
+            fields = parse_provenance(raw)
+        except NotExposure:
+            self.skipped += 1
+            return "not_exposure"
+        except ParseError as exc:
+            return self._dead(raw, position, exc)
+        time = fields[0]
+        if not self._earliest <= time <= self._latest:
+            return self._dead(raw, position, self._implausible(time))
+        if self.newest_time is None or time > self.newest_time:
+            self.newest_time = time
+        key = event_key(canonical(fields))
+        self.recommendation.append((key, *fields[:7], self.ingested_at, *fields[7:], "provenance"))
+        return "provenance"
 
     def _dead(self, raw: str | bytes, position: str, exc: ParseError) -> str:
         self.dead_letters.append(

@@ -54,7 +54,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Settings also come from MOVIEREC_INGESTOR_* environment variables."
         ),
     )
-    parser.add_argument("--source", required=True, help="FILE or kafka://HOST:PORT/TOPIC")
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="FILE or kafka://HOST:PORT/TOPIC[,TOPIC] (e.g. movielog,recommendations)",
+    )
     parser.add_argument("--db", help="database URL (default sqlite:///var/movierec.db)")
     parser.add_argument(
         "--until-caught-up",
@@ -94,19 +98,29 @@ def _settings(args: argparse.Namespace) -> IngestorSettings:
 
 
 def _open_source(spec: str, store: Store, settings: IngestorSettings, drain: bool) -> Source:
+    policy = settings.time_policy()
     if spec.startswith("kafka://"):
         from movierec_ingestor.sources.kafka import KafkaAddress, KafkaSource
+        from movierec_ingestor.sources.multi import MultiSource
 
-        return KafkaSource(
-            KafkaAddress.parse(spec),
-            group=settings.group,
-            committed_offsets=store.offsets,
-            max_poll_records=settings.batch_size,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-        )
+        address = KafkaAddress.parse(spec)
+        sources: list[Source] = [
+            KafkaSource(
+                address.one(topic),
+                # One group per topic: a rebalance of one topic does not stall the other.
+                group=settings.group if i == 0 else f"{settings.group}.{topic}",
+                committed_offsets=store.offsets,
+                max_poll_records=settings.batch_size,
+                session_timeout_ms=settings.kafka_session_timeout_ms,
+                policy=policy,
+                client_config=settings.kafka_client_config(),
+            )
+            for i, topic in enumerate(address.topics)
+        ]
+        return sources[0] if len(sources) == 1 else MultiSource(sources)
     from movierec_ingestor.sources.file import FileSource
 
-    source = FileSource(spec, take_unterminated=drain)
+    source = FileSource(spec, take_unterminated=drain, policy=policy)
     source.resume(store.offsets(source.name))
     return source
 

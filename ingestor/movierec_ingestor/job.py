@@ -28,12 +28,14 @@ _PROGRESS_EVERY_S = 30.0
 
 @dataclass
 class RunTotals:
-    """What this run did; `read == stored + duplicates + dead_letters`."""
+    """What this run did; `read == stored + duplicates + dead_letters + skipped`."""
 
     read: int = 0
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    # Valid provenance events that are not exposures (HEAD requests, shed answers).
+    skipped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The CLI's one-line JSON summary."""
@@ -172,6 +174,7 @@ class IngestJob:
         totals.stored += result.stored
         totals.duplicates += result.duplicates
         totals.dead_letters += len(batch.dead_letters)
+        totals.skipped += batch.skipped
         log.debug(
             "committed %s: read=%d stored=%d duplicates=%d dead=%d offsets=%s",
             batch.source,

@@ -37,6 +37,9 @@ watch_events = sa.Table(
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("movie_id", sa.Text, nullable=False),
     sa.Column("minute", sa.Integer, nullable=False),
+    # The server's clock when the event was stored (`time` is the client's claim). Null only
+    # for rows stored before revision 0002.
+    sa.Column("ingested_at", _Time, nullable=True),
     sa.Index("ix_watch_events_user_time", "user_id", "time"),
     sa.Index("ix_watch_events_movie", "movie_id"),
     sa.Index("ix_watch_events_time", "time"),
@@ -62,9 +65,11 @@ rating_events = sa.Table(
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("movie_id", sa.Text, nullable=False),
     sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("ingested_at", _Time, nullable=True),
     sa.Index("ix_rating_events_user_time", "user_id", "time"),
     sa.Index("ix_rating_events_movie", "movie_id"),
     sa.Index("ix_rating_events_time", "time"),
+    sa.Index("ix_rating_events_ingested_at", "ingested_at"),
 )
 
 ratings = sa.Table(
@@ -89,6 +94,15 @@ recommendations = sa.Table(
     sa.Column("results", sa.Text, nullable=False),  # comma-joined movie ids, best first
     sa.Column("latency_ms", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("ingested_at", _Time, nullable=True),
+    # Provenance events fill these (`source` 'provenance'); course log lines leave them null
+    # (`source` 'log'). `scores` is comma-joined, aligned with `results`.
+    sa.Column("request_id", sa.Text, nullable=True),
+    sa.Column("track", sa.Text, nullable=True),
+    sa.Column("model_name", sa.Text, nullable=True),
+    sa.Column("model_version", sa.Text, nullable=True),
+    sa.Column("scores", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
     sa.Index("ix_recommendations_user_time", "user_id", "time"),
     sa.Index("ix_recommendations_time", "time"),
 )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from movierec_ingestor.batch import TimePolicy
 
 DEFAULT_DB_URL = "sqlite:///var/movierec.db"
 
@@ -30,3 +35,18 @@ class IngestorSettings(BaseSettings):
     # Continuous mode serves /metrics here when set (0 = off); CronJobs push instead.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_addr: str = "127.0.0.1"
+
+    # Plausible event times: not before the service's epoch, not ahead of the server's clock by
+    # more than the skew. Others go to dead letters (time_before_epoch / time_in_future).
+    epoch: datetime = datetime(1995, 1, 1)
+    max_future_skew_s: float = Field(default=300.0, ge=0, le=30 * 86400)
+
+    def time_policy(self) -> TimePolicy:
+        """The plausibility window every batch applies."""
+        return TimePolicy(epoch=self.epoch, max_skew=timedelta(seconds=self.max_future_skew_s))
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """TLS / SASL settings for the Kafka consumers (MOVIEREC_KAFKA_* variables)."""
+        from movierec_ingestor.kafka_config import KafkaSecurity
+
+        return KafkaSecurity().client_config()

@@ -64,7 +64,9 @@ def copy_buffer(kind: str, rows: Sequence[tuple[Any, ...]]) -> io.StringIO:
     """Rows as COPY text. Watch and rate rows need no escaping: the parser only lets
     hex keys, ISO times, integers and slugs through."""
     if kind in ("watch", "rate"):
-        text = "".join(f"{k}\t{t.isoformat()}\t{u}\t{m}\t{n}\n" for k, t, u, m, n in rows)
+        text = "".join(
+            f"{k}\t{t.isoformat()}\t{u}\t{m}\t{n}\t{i.isoformat()}\n" for k, t, u, m, n, i in rows
+        )
     else:
         text = "".join("\t".join(map(_copy_escape, row)) + "\n" for row in rows)
     return io.StringIO(text)
@@ -75,14 +77,32 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(sep=" ", timespec="microseconds")
 
 
+def _sqlite_row(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    at = 5 if kind in ("watch", "rate") else 8  # where `ingested_at` sits
+    return (
+        row[0],
+        _sqlite_time(row[1]),
+        *row[2:at],
+        _sqlite_time(row[at]),
+        *row[at + 1 :],
+    )
+
+
 # Staging twins of the raw tables, column for column (schema.RAW_TABLES).
 _TEMP_COLUMNS = {
     "watch": "event_key TEXT PRIMARY KEY, time TIMESTAMP, user_id BIGINT, movie_id TEXT, "
-    "minute INTEGER",
+    "minute INTEGER, ingested_at TIMESTAMP",
     "rate": "event_key TEXT PRIMARY KEY, time TIMESTAMP, user_id BIGINT, movie_id TEXT, "
-    "rating SMALLINT",
+    "rating SMALLINT, ingested_at TIMESTAMP",
     "recommendation": "event_key TEXT PRIMARY KEY, time TIMESTAMP, user_id BIGINT, server TEXT, "
-    "status INTEGER, results TEXT, latency_ms INTEGER, error TEXT",
+    "status INTEGER, results TEXT, latency_ms INTEGER, error TEXT, ingested_at TIMESTAMP, "
+    "request_id TEXT, track TEXT, model_name TEXT, model_version TEXT, scores TEXT, source TEXT",
+}
+# Column lists of the moves from staging: explicit, so a table's physical column order (which
+# differs between a fresh and a migrated database) does not matter.
+_COLUMNS = {
+    kind: ", ".join(part.split()[0] for part in spec.split(", "))
+    for kind, spec in _TEMP_COLUMNS.items()
 }
 
 # Per raw table: the statement and the statement that moves new rows in and updates derived
@@ -90,7 +110,7 @@ _TEMP_COLUMNS = {
 _PG_STATEMENTS = {
     "watch": """
         WITH ins AS (
-            INSERT INTO watch_events SELECT * FROM tmp_watch ORDER BY event_key
+            INSERT INTO watch_events ({watch}) SELECT {watch} FROM tmp_watch ORDER BY event_key
             ON CONFLICT (event_key) DO NOTHING
             RETURNING user_id, movie_id, time, minute
         ), sessions AS (
@@ -106,7 +126,7 @@ _PG_STATEMENTS = {
     """,
     "rate": """
         WITH ins AS (
-            INSERT INTO rating_events SELECT * FROM tmp_rate ORDER BY event_key
+            INSERT INTO rating_events ({rate}) SELECT {rate} FROM tmp_rate ORDER BY event_key
             ON CONFLICT (event_key) DO NOTHING
             RETURNING user_id, movie_id, rating, time
         ), latest AS (
@@ -123,20 +143,22 @@ _PG_STATEMENTS = {
     """,
     "recommendation": """
         WITH ins AS (
-            INSERT INTO recommendations SELECT * FROM tmp_recommendation ORDER BY event_key
+            INSERT INTO recommendations ({recommendation})
+            SELECT {recommendation} FROM tmp_recommendation ORDER BY event_key
             ON CONFLICT (event_key) DO NOTHING
             RETURNING 1
         )
         SELECT count(*) FROM ins
     """,
 }
+_PG_STATEMENTS = {k: v.format(**_COLUMNS) for k, v in _PG_STATEMENTS.items()}
 
 # SQLite has one writer at a time, so "new" is simply "not in the table yet"; the temp table
 # has the event key as primary key to drop in-batch repeats on load.
 _SQLITE_STATEMENTS = {
     "watch": (
         "DELETE FROM tmp_watch WHERE event_key IN (SELECT event_key FROM watch_events)",
-        "INSERT INTO watch_events SELECT * FROM tmp_watch",
+        f"INSERT INTO watch_events ({_COLUMNS['watch']}) SELECT {_COLUMNS['watch']} FROM tmp_watch",
         """INSERT INTO watch_sessions (user_id, movie_id, first_time, last_time, max_minute)
            SELECT user_id, movie_id, min(time), max(time), max(minute) FROM tmp_watch
            GROUP BY user_id, movie_id
@@ -147,7 +169,7 @@ _SQLITE_STATEMENTS = {
     ),
     "rate": (
         "DELETE FROM tmp_rate WHERE event_key IN (SELECT event_key FROM rating_events)",
-        "INSERT INTO rating_events SELECT * FROM tmp_rate",
+        f"INSERT INTO rating_events ({_COLUMNS['rate']}) SELECT {_COLUMNS['rate']} FROM tmp_rate",
         # The newest (time, rating) per pair; ties in time go to the higher rating so the
         # outcome does not depend on arrival order.
         """INSERT INTO ratings (user_id, movie_id, rating, time)
@@ -161,7 +183,8 @@ _SQLITE_STATEMENTS = {
     ),
     "recommendation": (
         "DELETE FROM tmp_recommendation WHERE event_key IN (SELECT event_key FROM recommendations)",
-        "INSERT INTO recommendations SELECT * FROM tmp_recommendation",
+        f"INSERT INTO recommendations ({_COLUMNS['recommendation']}) "
+        f"SELECT {_COLUMNS['recommendation']} FROM tmp_recommendation",
     ),
 }
 
@@ -268,7 +291,7 @@ class Store:
             placeholders = ",".join("?" * len(rows[0]))
             cursor.executemany(
                 f"INSERT OR IGNORE INTO tmp_{kind} VALUES ({placeholders})",
-                [(row[0], _sqlite_time(row[1]), *row[2:]) for row in rows],
+                [_sqlite_row(kind, row) for row in rows],
             )
             statements = _SQLITE_STATEMENTS[kind]
             cursor.execute(statements[0])

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,10 +36,18 @@ def build_event(
     status: int,
     fallback: str | None = None,
     when: datetime | None = None,
+    request_id: str | None = None,
+    method: str = "GET",
 ) -> dict[str, Any]:
-    """One provenance event: enough to trace which model produced which ranked list for whom."""
+    """One provenance event: enough to trace which model produced which ranked list for whom.
+
+    `request_id` (a fresh one when not given) makes the event idempotent in the store; the
+    ingestor keeps `GET` answers only (a HEAD or a shed 503 showed nobody anything).
+    """
     moment = when or datetime.now(UTC).replace(tzinfo=None)
     return {
+        "request_id": request_id or uuid.uuid4().hex,
+        "method": method,
         "time": moment.isoformat(timespec="microseconds"),
         "user_id": user_id,
         "track": track,
@@ -151,10 +160,14 @@ class ProvenanceSink:
 
     def _make_producer(self) -> Any:
         from kafka import KafkaProducer
+        from movierec_ingestor.kafka_config import KafkaSecurity
 
+        # TLS / SASL from MOVIEREC_KAFKA_* (the same settings every client reads); explicit
+        # producer_config wins.
+        config = {**KafkaSecurity().client_config(), **self._producer_config}
         return KafkaProducer(
             bootstrap_servers=self.bootstrap.split(","),  # type: ignore[union-attr]
-            **self._producer_config,
+            **config,
         )
 
     def _run(self) -> None:

@@ -103,7 +103,8 @@ def _bad_recommendation(t: Template, rng: np.random.Generator) -> str:
 
 
 def _invalid_status(t: Template, rng: np.random.Generator) -> str:
-    status = _pick(rng, ("000", "099", "600", "999"))
+    # 0 is valid (no HTTP response); 1-99 and above 599 are not statuses
+    status = _pick(rng, ("001", "099", "600", "999"))
     return (
         f"{t.time},{t.user_id},recommendation request {_SERVER}, status {status}, "
         f"result: {t.movie_id}, 12 ms"

@@ -98,6 +98,7 @@ class KafkaSink(_Closing):
     ) -> None:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
+        from movierec_ingestor.kafka_config import KafkaSecurity
 
         self.topic = topic
         self.lines = 0
@@ -111,6 +112,8 @@ class KafkaSink(_Closing):
             "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
             "max_block_ms": int(connect_timeout_s * 1000),
             "client_id": "movierec-simulator",
+            # TLS / SASL from MOVIEREC_KAFKA_* (the same settings every client reads)
+            **KafkaSecurity().client_config(),
         }
         config.update(producer_config or {})
         try:

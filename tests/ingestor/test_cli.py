@@ -45,6 +45,7 @@ def test_ingest_prints_one_json_line_per_run(
         "stored": len(stream.keys),
         "duplicates": 2000 - stream.invalid - len(stream.keys),
         "dead_letters": stream.invalid,
+        "skipped": 0,
     }
     code, out, _ = _run(capsys, "--source", str(log), "--db", url, "--until-caught-up")
     assert code == 0 and json.loads(out) == {
@@ -52,6 +53,7 @@ def test_ingest_prints_one_json_line_per_run(
         "stored": 0,
         "duplicates": 0,
         "dead_letters": 0,
+        "skipped": 0,
     }
     assert_exactly(stream, url)
 
@@ -326,6 +328,7 @@ def test_ingest_agrees_with_the_simulators_own_count(
         "stored": world["distinct_events"],
         "duplicates": world["valid_events"] - world["distinct_events"],
         "dead_letters": world["malformed_total"],
+        "skipped": 0,
     }
     engine = sa.create_engine(url)
     with engine.connect() as conn:

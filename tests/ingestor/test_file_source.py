@@ -38,7 +38,7 @@ def test_resumes_where_it_stopped_and_follows_growth(tmp_path: Path) -> None:
     third = _ingest(log, url)
     assert first["read"] == 2000
     assert second["read"] == 3000
-    assert third == {"read": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
+    assert third == {"read": 0, "stored": 0, "duplicates": 0, "dead_letters": 0, "skipped": 0}
     assert first["stored"] + second["stored"] == len(stream.keys)
     assert first["dead_letters"] + second["dead_letters"] == stream.invalid
     assert_exactly(stream, url)

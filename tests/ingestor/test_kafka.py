@@ -141,7 +141,7 @@ def test_kafka_to_postgres_end_to_end(
     again = _ingest_in_process(
         capsys, "--source", source, "--db", pg_url, "--until-caught-up", "--group", "other"
     )
-    assert again == {"read": 0, "stored": 0, "duplicates": 0, "dead_letters": 0}
+    assert again == {"read": 0, "stored": 0, "duplicates": 0, "dead_letters": 0, "skipped": 0}
     # Offsets are mirrored to Kafka after each commit so that lag dashboards work.
     from kafka import KafkaAdminClient
 
@@ -151,6 +151,76 @@ def test_kafka_to_postgres_end_to_end(
     finally:
         admin.close()
     assert sum(meta.offset for tp, meta in offsets.items() if tp.topic == kafka_topic) == 20_000
+
+
+def test_movielog_and_provenance_topics_in_one_job_exactly_once(
+    kafka_bootstrap: str,
+    kafka_topic_factory: Callable[..., str],
+    pg_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from movierec_recommender.provenance import ProvenanceSink, build_event
+    from prometheus_client import CollectorRegistry
+
+    movielog, recommendations = kafka_topic_factory(3), kafka_topic_factory(2)
+    stream = make_stream(5000, seed=5)
+    produce(kafka_bootstrap, movielog, stream.lines)
+    # The serving side's real producer; one HEAD and one shed answer among them.
+    sink = ProvenanceSink(kafka_bootstrap, recommendations, CollectorRegistry())
+    events = [
+        build_event(
+            user_id=u,
+            track="canary" if u % 2 else "stable",
+            model_name="movierec-knn",
+            model_version="7" if u % 2 else "6",
+            ids=["a+1999", "b+"],
+            scores=[2.5, 1.5],
+            latency_ms=10.0 + u,
+            status=200,
+        )
+        for u in range(300)
+    ]
+    for event in events:
+        sink.emit(event)
+    sink.emit({**events[0], "request_id": "head", "method": "HEAD"})
+    sink.emit({**events[0], "request_id": "shed", "status": 503, "items": []})
+    sink.close(timeout=30)
+    assert sink.metrics.sent._value.get() == 302
+
+    source = f"kafka://{kafka_bootstrap}/{movielog},{recommendations}"
+    first = _ingest_in_process(capsys, "--source", source, "--db", pg_url, "--until-caught-up")
+    assert first["read"] == 5000 + 302
+    assert first["skipped"] == 2
+    assert first["stored"] == len(stream.keys) + 300
+    again = _ingest_in_process(capsys, "--source", source, "--db", pg_url, "--until-caught-up")
+    assert again["read"] == 0
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            by_track = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT track || '/' || model_version, count(*) FROM recommendations "
+                        "WHERE source = 'provenance' GROUP BY 1"
+                    )
+                ).all()
+            )
+            offsets = dict(
+                conn.execute(
+                    sa.text("SELECT source, sum(next_offset) FROM source_offsets GROUP BY source")
+                ).all()
+            )
+            request_ids = set(
+                conn.execute(
+                    sa.text("SELECT request_id FROM recommendations WHERE source = 'provenance'")
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert by_track == {"canary/7": 150, "stable/6": 150}
+    assert request_ids == {e["request_id"] for e in events}
+    # Each topic's offsets committed with its events, in the same store.
+    assert offsets == {f"kafka:{movielog}": 5000, f"kafka:{recommendations}": 302}
 
 
 def test_two_consumers_in_one_group_share_the_partitions(

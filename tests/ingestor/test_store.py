@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from movierec_ingestor.batch import Batch
+from movierec_ingestor.batch import Batch, TimePolicy
 from movierec_ingestor.schema import metadata, movies, users
 from movierec_ingestor.store import Store, StoreUnavailable
 
@@ -169,7 +170,128 @@ def test_migrations_match_the_schema_and_rerun_cleanly(db_url: str) -> None:
     finally:
         store.close()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
+
+
+def test_a_store_of_revision_0001_upgrades_and_keeps_ingesting(db_url: str) -> None:
+    from alembic import command
+    from movierec_ingestor import db
+
+    engine = db.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            cfg = db.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO recommendations (event_key, time, user_id, server, status, "
+                    "results) VALUES ('old', '2025-10-17 10:00:00', 1, 's', 200, 'a')"
+                )
+            )
+    finally:
+        engine.dispose()
+    store = Store(db_url)  # upgrades to head: appended columns, staged by name
+    try:
+        store.write(_batch([LOG_LINE, PROVENANCE.encode(), RATE_LINE]))
+        with store.engine.connect() as conn:
+            sources = conn.execute(
+                sa.text("SELECT event_key, source FROM recommendations ORDER BY source")
+            ).all()
+            ingested = conn.execute(sa.text("SELECT ingested_at FROM rating_events")).scalar_one()
+    finally:
+        store.close()
+    assert [s for _, s in sources] == ["log", "log", "provenance"]
+    assert ingested is not None
+
+
+LOG_LINE = (
+    "2025-10-17T10:00:00,7,recommendation request s:8082, status 200, result: a+1999, b+, 12 ms"
+)
+RATE_LINE = "2025-10-17T10:00:01,7,GET /rate/a+1999=4"
+PROVENANCE = json.dumps(
+    {
+        "request_id": "r-1",
+        "time": "2025-10-17T10:00:00.000123",
+        "user_id": 7,
+        "track": "canary",
+        "model_name": "movierec-knn",
+        "model_version": "3",
+        "items": [{"movie_id": "a+1999", "score": 4.5}, {"movie_id": "b+", "score": 3.25}],
+        "latency_ms": 11.6,
+        "status": 200,
+        "fallback": None,
+    }
+)
+
+
+def test_provenance_events_are_stored_with_track_version_and_scores(db_url: str) -> None:
+    head = json.loads(PROVENANCE) | {"request_id": "r-2", "method": "HEAD"}
+    shed = json.loads(PROVENANCE) | {"request_id": "r-3", "status": 503, "items": []}
+    bad = json.loads(PROVENANCE) | {"request_id": "r-4", "items": [{"movie_id": "X Y"}]}
+    batch = _batch([PROVENANCE, json.dumps(head), json.dumps(shed), json.dumps(bad), PROVENANCE])
+    assert (batch.skipped, [d.reason for d in batch.dead_letters]) == (2, ["invalid_results"])
+    store = Store(db_url)
+    try:
+        result = store.write(batch)
+        again = store.write(_batch([PROVENANCE]))
+        with store.engine.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT request_id, user_id, time, track, model_name, model_version, results,"
+                    " scores, latency_ms, status, source, ingested_at FROM recommendations"
+                )
+            ).one()
+    finally:
+        store.close()
+    assert (result.stored, result.duplicates, again.stored) == (1, 1, 0)
+    assert tuple(row[:2]) == ("r-1", 7)
+    assert _as_time(row[2]) == datetime(2025, 10, 17, 10, 0, 0, 123)
+    assert tuple(row[3:11]) == (
+        "canary",
+        "movierec-knn",
+        "3",
+        "a+1999,b+",
+        "4.5,3.25",
+        12,
+        200,
+        "provenance",
+    )
+    assert abs(_as_time(row[11]) - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+
+
+def test_implausible_times_are_dead_lettered_and_cannot_lock_a_rating(db_url: str) -> None:
+    lines = [
+        "9999-12-31T23:59:59,1,GET /rate/a+1999=1",  # would be "the latest" for ever
+        "1990-01-01T00:00:00,1,GET /rate/a+1999=1",  # before the service existed
+        "2025-10-17T10:00:00,1,GET /rate/a+1999=5",
+    ]
+    soon = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
+    later = f"{soon.isoformat(timespec='seconds')},1,GET /rate/a+1999=3"  # within the skew
+    store = Store(db_url)
+    try:
+        first = _batch(lines)
+        store.write(first)
+        store.write(_batch([later], start=3))
+        with store.engine.connect() as conn:
+            rating = conn.execute(sa.text("SELECT rating FROM ratings")).scalar_one()
+            reasons = conn.execute(
+                sa.text("SELECT reason FROM dead_letters ORDER BY position")
+            ).scalars()
+            assert list(reasons) == ["time_in_future", "time_before_epoch"]
+    finally:
+        store.close()
+    assert rating == 3
+
+
+def test_the_plausibility_window_is_configurable() -> None:
+    policy = TimePolicy(epoch=datetime(1980, 1, 1), max_skew=timedelta(days=400))
+    batch = Batch("test", policy=policy, ingested_at=datetime(2026, 1, 1))
+    batch.add("1990-01-01T00:00:00,1,GET /rate/a=1", "0")
+    batch.add("2026-12-01T00:00:00,1,GET /rate/a=1", "1")
+    batch.add("2027-03-01T00:00:00,1,GET /rate/a=1", "2")
+    assert len(batch.rate) == 2
+    assert [d.reason for d in batch.dead_letters] == ["time_in_future"]
 
 
 def test_a_dead_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from movierec_ingestor.batch import Batch
+from movierec_ingestor.batch import Batch, TimePolicy
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,17 @@ class FileSource:
     was truncated or replaced: it is read again from the start (replays are duplicates).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, take_unterminated: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        take_unterminated: bool = True,
+        policy: TimePolicy | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path.resolve()}"
         self.take_unterminated = take_unterminated
+        self.policy = policy or TimePolicy()
         self._committed = 0
         self._read_to = 0
         self._rewind = False
@@ -72,7 +79,7 @@ class FileSource:
             time.sleep(min(_IDLE_SLEEP_S, max(0.0, deadline - time.monotonic())))
 
     def _read_lines(self, max_lines: int, size: int) -> Batch:
-        batch = Batch(self.name, rewind=self._rewind)
+        batch = Batch(self.name, rewind=self._rewind, policy=self.policy)
         start = self._read_to
         if size <= start:
             return batch

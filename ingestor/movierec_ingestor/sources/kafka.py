@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from kafka import ConsumerRebalanceListener
 
-from movierec_ingestor.batch import Batch
+from movierec_ingestor.batch import Batch, TimePolicy
 from movierec_ingestor.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -26,17 +26,31 @@ CommittedOffsets = Callable[[str], Mapping[int, int]]
 
 @dataclass(frozen=True, slots=True)
 class KafkaAddress:
-    """`kafka://HOST:PORT[,HOST:PORT]/TOPIC` split into bootstrap servers and topic."""
+    """`kafka://HOST:PORT[,HOST:PORT]/TOPIC[,TOPIC]` split into bootstrap servers and topic(s)."""
 
     bootstrap: str
     topic: str
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Each topic of the URL (topic names cannot contain commas)."""
+        return tuple(self.topic.split(","))
+
+    def one(self, topic: str) -> KafkaAddress:
+        """The address of one of the topics."""
+        return KafkaAddress(self.bootstrap, topic)
 
     @classmethod
     def parse(cls, url: str) -> KafkaAddress:
         """Parse a source URL, or raise BadInputError saying what is wrong."""
         parts = urlsplit(url)
         topic = parts.path.strip("/")
-        if parts.scheme != "kafka" or not parts.netloc or not topic or "/" in topic:
+        if (
+            parts.scheme != "kafka"
+            or not parts.netloc
+            or "/" in topic
+            or not all(t.strip() for t in topic.split(","))
+        ):
             raise BadInputError(f"bad Kafka source {url!r}: expected kafka://HOST:PORT/TOPIC")
         for server in parts.netloc.split(","):
             host, _, port = server.rpartition(":")
@@ -64,12 +78,15 @@ class KafkaSource:
         max_poll_records: int = 10_000,
         session_timeout_ms: int = 10_000,
         client_id: str = "movierec-ingestor",
+        policy: TimePolicy | None = None,
+        client_config: Mapping[str, Any] | None = None,
     ) -> None:
         from kafka import KafkaConsumer
 
         self.address = address
         self.name = f"kafka:{address.topic}"
         self._committed_offsets = committed_offsets
+        self.policy = policy or TimePolicy()
         self._consumer = KafkaConsumer(
             bootstrap_servers=address.bootstrap.split(","),
             group_id=group,
@@ -85,6 +102,8 @@ class KafkaSource:
             metrics_enabled=False,
             # A typo in the topic must not create an empty topic that "catches up" at once.
             allow_auto_create_topics=False,
+            # TLS / SASL settings (security_protocol, sasl_*, ssl_*): settings.kafka_client_config
+            **dict(client_config or {}),
         )
         self._targets: dict[int, int] = {}  # partition -> end offset seen when assigned
         self._joined = False
@@ -163,7 +182,7 @@ class KafkaSource:
             self._position_pending()
         except Exception as exc:  # records of the other partitions must still be returned
             log.warning("positioning new partitions failed (they stay paused): %s", exc)
-        batch = Batch(self.name)
+        batch = Batch(self.name, policy=self.policy)
         add = batch.add
         for tp, messages in records.items():
             if not messages or tp in pending:
