@@ -49,7 +49,7 @@ def test_ranking_metrics_known_answer() -> None:
         ["u", "u", "u", "v", "w"], ["x", "y", "z", "x", "y"], [5, 4, 2, 3, 1]
     )
     # relevant (>= 4): u -> {x, y}; v and w have none, so only u is evaluated
-    model = FixedLists({"u": ["y", "q", "x"]})
+    model = FixedLists({"u": ["y", "a", "x"]})  # a: the training catalogue's most rated 5%
     m = ranking_metrics(model, train, test, k=10)
     dcg = 1 / math.log2(2) + 1 / math.log2(4)
     idcg = 1 / math.log2(2) + 1 / math.log2(3)
@@ -57,13 +57,20 @@ def test_ranking_metrics_known_answer() -> None:
     assert m["recall@10"] == pytest.approx(1.0)
     assert m["ndcg@10"] == pytest.approx(dcg / idcg)
     assert m["coverage"] == pytest.approx(3 / 2)  # distinct recommended / training catalogue
-    assert set(m) == {"precision@10", "recall@10", "ndcg@10", "coverage"}
+    assert m["popular_share"] == pytest.approx(1 / 3)  # 1 of 3 filled slots
+    assert set(m) == {"precision@10", "recall@10", "ndcg@10", "coverage", "popular_share"}
 
 
 def test_ranking_metrics_with_no_relevant_ratings() -> None:
     d = RatingsData.from_arrays(["u"], ["a"], [1])
     m = ranking_metrics(FixedLists({}), d, d)
-    assert m == {"precision@10": 0.0, "recall@10": 0.0, "ndcg@10": 0.0, "coverage": 0.0}
+    assert m == {
+        "precision@10": 0.0,
+        "recall@10": 0.0,
+        "ndcg@10": 0.0,
+        "coverage": 0.0,
+        "popular_share": 0.0,
+    }
 
 
 def test_split_of_two_ratings_keeps_one_on_each_side() -> None:

@@ -13,7 +13,9 @@ from movierec_recommender.models.similarity import topk_cosine, topk_dense
 from tests.recommender.test_models_fixtures import toy_data
 
 # no biases, no shrinkage: similarities are plain cosines of the residuals r - 3
-PLAIN = KNNConfig(baseline_epochs=0, shrinkage=0, min_support=1, damping=0, neighbors=5)
+PLAIN = KNNConfig(
+    baseline_epochs=0, shrinkage=0, min_support=1, damping=0, neighbors=5, ranking="evidence"
+)
 
 
 def test_baseline_one_als_sweep_by_hand() -> None:
@@ -81,6 +83,38 @@ def test_evidence_ranking_by_hand() -> None:
     # c rated x and z; y is the only unseen movie, with evidence sim(y, x) = 4/9
     assert ids == ["y"]
     assert scores[0] == pytest.approx(4 / 9, abs=1e-5)
+
+
+def test_topn_item_item_is_ease_on_the_rating_matrix() -> None:
+    # X (users a-d x movies x, y, z) holds the raw ratings; EASE: P = (X^T X + lam I)^-1,
+    # B_ij = -P_ij / P_jj, diag 0; lam = ease_l2 * mean(diag X^T X) = 0.5 * 77 / 3
+    X = np.array([[5, 4, 0], [4, 5, 1], [1, 0, 3], [0, 1, 3]], dtype=float)
+    G = X.T @ X
+    P = np.linalg.inv(G + 0.5 * np.trace(G) / 3 * np.eye(3))
+    B = P / -np.diag(P)
+    np.fill_diagonal(B, 0)
+    cfg = PLAIN.model_copy(update={"ranking": "topn", "ease_l2": 0.5, "rank_popularity": 0.0})
+    m = build_model("item-item", cfg).fit(toy_data())
+    ids, scores = m.recommend("c", n=5)
+    assert ids == ["y"]  # c rated x and z
+    assert scores[0] == pytest.approx((X[2] @ B)[1], abs=1e-6)
+    # popularity damping divides by (ratings of the movie) ** rank_popularity; y has 3
+    damped = build_model("item-item", cfg.model_copy(update={"rank_popularity": 0.5}))
+    assert damped.fit(toy_data()).recommend("c", 1)[1][0] == pytest.approx(
+        (X[2] @ B)[1] / math.sqrt(3), abs=1e-6
+    )
+
+
+def test_topn_user_user_sums_powered_cosines_of_rating_vectors() -> None:
+    # rating vectors a (5,4,0), b (4,5,1), c (1,0,3), d (0,1,3): c's nearest is d, cos = 9/10;
+    # with one neighbour and power 2, c's score for y = 0.81 * d's rating of y (1)
+    cfg = PLAIN.model_copy(
+        update={"ranking": "topn", "rank_neighbors": 1, "rank_power": 2.0, "rank_popularity": 0}
+    )
+    m = build_model("user-user", cfg).fit(toy_data())
+    assert m.R[2].indices.tolist() == [3]
+    ids, scores = m.recommend("c", n=5)
+    assert ids == ["y"] and scores[0] == pytest.approx(0.81, abs=1e-6)
 
 
 def test_topk_dense_keeps_the_largest_finite_entries_per_row() -> None:

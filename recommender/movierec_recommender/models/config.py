@@ -23,12 +23,38 @@ class KNNConfig(BaseModel):
     baseline_epochs: int = Field(5, ge=0, description="ALS sweeps for the user and item biases")
     reg_user: float = Field(15.0, ge=0, description="user-bias regularisation")
     reg_item: float = Field(10.0, ge=0, description="item-bias regularisation")
-    ranking: Literal["rating", "evidence"] = Field(
-        "evidence",
+    ranking: Literal["topn", "evidence", "rating"] = Field(
+        "topn",
         description=(
-            "top-N score: 'rating' = predicted rating; 'evidence' = similarity-weighted "
-            "evidence from the user's ratings (support-aware, better NDCG)"
+            "top-N score: 'topn' = the ranking scorer (item-item: EASE weights, or a cosine "
+            "graph on large catalogues; user-user: cosine neighbourhoods on the rating "
+            "matrix); 'evidence' = similarity mass of the rating neighbours; 'rating' = "
+            "predicted rating"
         ),
+    )
+    rank_neighbors: int = Field(
+        100, ge=1, description="ranking scorer: neighbours kept per user / movie (cosine graph)"
+    )
+    rank_power: float = Field(
+        3.0, gt=0, description="ranking scorer: cosine similarities raised to this power"
+    )
+    rank_popularity: float = Field(
+        0.1, ge=0, description="ranking scorer: scores divided by (ratings of the movie)^this"
+    )
+    ease_l2: float = Field(
+        12.0,
+        gt=0,
+        description="item-item ranking: EASE ridge penalty, as a multiple of the mean diagonal "
+        "of the Gram matrix (so it carries over between data sizes)",
+    )
+    ease_neighbors: int = Field(
+        400, ge=1, description="item-item ranking: EASE weights kept per movie (largest |w|)"
+    )
+    ease_max_items: int = Field(
+        5000,
+        ge=0,
+        description="item-item ranking uses EASE up to this many movies (a dense n x n "
+        "inverse), the cosine graph above",
     )
     max_candidates: int | None = Field(
         None,

@@ -5,6 +5,10 @@ Prediction (Koren 2010, eq. 3, with Surprise's positive-similarity rule and a da
 for item-item, where N(i) is i's top-k neighbour list fitted once, and symmetrically for user-user
 (N(u) ∩ raters of i). b_ui = mu + b_u + b_i is the ALS baseline; the result is clipped to the
 training rating scale. Unknown ids fall back to the baseline terms that are known, then to mu.
+
+Top-N lists (`recommend`, `recommend_batch`) use a separate ranking scorer by default
+(`ranking="topn"`, models/ranking.py): EASE weights (item-item) or cosine neighbourhoods
+(user-user) on the raw rating matrix, fitted beside the rating predictor.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from movierec_recommender.data import RatingsData
 from movierec_recommender.models.base import SingleFromBatch, compact_codes, lookup
 from movierec_recommender.models.baseline import fit_biases
 from movierec_recommender.models.config import KNNConfig
+from movierec_recommender.models.ranking import cosine_graph, ease_graph
 from movierec_recommender.models.similarity import cap_row_entries, topk_cosine
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the rating matrix values and the ranking graph
 _LOOKUP_BATCH = 2_000_000  # neighbour look-ups per vectorised step in predict
 # predict gathers from a dense copy of the residuals (float32 residual + rated flag, 8 bytes a
 # cell) when users x items is at most this: MovieLens 100K has 1.6M cells; larger models gather
@@ -52,6 +57,8 @@ class KNNRecommender(SingleFromBatch):
         self.item_counts = np.empty(0, dtype=np.int64)
         self.Z = sp.csr_matrix((0, 0), dtype=np.float32)  # users x items residuals r - b_ui
         self.S = sp.csr_matrix((0, 0), dtype=np.float32)  # neighbours, k per row
+        self.X = sp.csr_matrix((0, 0), dtype=np.float32)  # users x items ratings (Z's layout)
+        self.R = sp.csr_matrix((0, 0), dtype=np.float32)  # ranking graph (models/ranking.py)
         self._cache: dict[str, Any] = {}
 
     # ---- public API ---------------------------------------------------------------------------
@@ -82,10 +89,7 @@ class KNNRecommender(SingleFromBatch):
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
         Z = sp.csr_matrix((z, i.astype(np.int32), indptr), shape=(n_users, n_items))
-        X = Z.T.tocsr() if self._item_based else Z  # rows = entities that get neighbours
-        C = Z if self._item_based else Z.T.tocsr()  # rows = contexts (raters of an entity pair)
-        if cfg.max_context_ratings is not None:
-            X = cap_row_entries(C, cfg.max_context_ratings).T.tocsr()
+        X = self._entity_rows(Z)
         counts = np.diff(X.indptr)
         candidates = None
         if cfg.max_candidates is not None and cfg.max_candidates < X.shape[0]:
@@ -105,6 +109,9 @@ class KNNRecommender(SingleFromBatch):
         self.b_user, self.b_item = b_user.astype(np.float32), b_item.astype(np.float32)
         self.item_counts = np.bincount(i, minlength=n_items).astype(np.int64)
         self.Z, self.S = Z, S
+        # the raw ratings share Z's sparsity structure: only their values are stored
+        self.X = _csr(r.astype(np.float32), Z.indices, Z.indptr, Z.shape)
+        self.R = self._fit_ranking(self.X, candidates)
         self._cache = {}
         log.info(
             "fitted %s: %d users, %d items, %d ratings, %d neighbour links",
@@ -115,6 +122,27 @@ class KNNRecommender(SingleFromBatch):
             S.nnz,
         )
         return self
+
+    def _entity_rows(self, M: sp.csr_matrix) -> sp.csr_matrix:
+        """M (users x items) with one row per entity that gets neighbours, contexts capped."""
+        cap = self._config.max_context_ratings
+        if cap is not None:
+            C = M if self._item_based else M.T.tocsr()  # rows = contexts of an entity pair
+            return cap_row_entries(C, cap).T.tocsr()
+        return M.T.tocsr() if self._item_based else M
+
+    def _fit_ranking(self, X: sp.csr_matrix, candidates: np.ndarray | None) -> sp.csr_matrix:
+        """The ranking graph: EASE weights for small catalogues (item-item), else cosine."""
+        cfg = self._config
+        if self._item_based and X.shape[1] <= cfg.ease_max_items:
+            return ease_graph(X, cfg.ease_l2, cfg.ease_neighbors)
+        return cosine_graph(
+            self._entity_rows(X),
+            cfg.rank_neighbors,
+            cfg.rank_power,
+            candidates=candidates,
+            chunk_nnz=cfg.chunk_nnz,
+        )
 
     def known_user(self, user_id: str) -> bool:
         return bool(lookup(self.users, [user_id])[0] >= 0)
@@ -183,6 +211,10 @@ class KNNRecommender(SingleFromBatch):
             "s_indptr": self.S.indptr,
             "s_indices": self.S.indices,
             "s_data": self.S.data,
+            "x_data": self.X.data,
+            "r_indptr": self.R.indptr,
+            "r_indices": self.R.indices,
+            "r_data": self.R.data,
         }
 
     @property
@@ -205,6 +237,7 @@ class KNNRecommender(SingleFromBatch):
             "n_items": len(self.items),
             "n_ratings": int(self.Z.nnz),
             "n_neighbours": int(self.S.nnz),
+            "n_rank_links": int(self.R.nnz),
             "nbytes": self.nbytes,
         }
         (path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -227,6 +260,11 @@ class KNNRecommender(SingleFromBatch):
         model.Z = _csr(arr("z_data"), arr("z_indices"), arr("z_indptr"), (n_u, n_i))
         n_e = n_i if cls._item_based else n_u
         model.S = _csr(arr("s_data"), arr("s_indices"), arr("s_indptr"), (n_e, n_e))
+        if int(meta.get("format_version", 1)) >= 2:
+            model.X = _csr(arr("x_data"), model.Z.indices, model.Z.indptr, (n_u, n_i))
+            model.R = _csr(arr("r_data"), arr("r_indices"), arr("r_indptr"), (n_e, n_e))
+        elif model._config.ranking == "topn":  # a version-1 model has no ranking graph
+            model._config = model._config.model_copy(update={"ranking": "evidence"})
         return model
 
     # ---- internals ----------------------------------------------------------------------------
@@ -361,6 +399,8 @@ class KNNRecommender(SingleFromBatch):
 
     def _score_all(self, u: np.ndarray) -> np.ndarray:
         """Dense (len(u) x n_items) ranking scores for known users `u`."""
+        if self._config.ranking == "topn":
+            return self._topn_scores(u)
         if self._item_based:
             # num[u, i] = sum_j z_uj s_ij  ->  Z[u] @ S.T
             ST, absST = self._neighbours_t()
@@ -376,6 +416,19 @@ class KNNRecommender(SingleFromBatch):
         base = self.mu + self.b_user[u][:, None].astype(np.float64) + self.b_item[None, :]
         pred = base + num / (den + self._config.damping + (den == 0))
         return np.clip(pred, self.rating_min, self.rating_max) + tie
+
+    def _topn_scores(self, u: np.ndarray) -> np.ndarray:
+        """The ranking scorer: X[u] @ R^T (item-item) or R[u] @ X (user-user), popularity-damped."""
+        if self._item_based:
+            if "RT" not in self._cache:
+                self._cache["RT"] = self.R.T.tocsr()
+            raw = (self.X[u] @ self._cache["RT"]).toarray()
+        else:
+            raw = (self.R[u] @ self.X).toarray()
+        if "damp" not in self._cache:
+            counts = np.maximum(self.item_counts, 1).astype(np.float64)
+            self._cache["damp"] = counts**-self._config.rank_popularity
+        return raw * self._cache["damp"][None, :] + 1e-9 * self._popularity_score()[None, :]
 
 
 class ItemItemKNN(KNNRecommender):
