@@ -59,45 +59,78 @@ def build_deployment(
     image: str,
     replicas: int,
     tracking_uri: str,
+    image_pull_policy: str = "IfNotPresent",
 ) -> dict[str, Any]:
-    """The Deployment serving ``models:/<model_name>/<version>`` as ``track``."""
+    """The Deployment serving ``models:/<model_name>/<version>`` as ``track``; its pods satisfy
+    the ``restricted`` Pod Security Standard (ARCHITECTURE.md section 9)."""
     name = owner["metadata"]["name"]
     labels = {**_labels(name, track), constants.LABEL_MODEL_VERSION: version}
     pod_labels = {**selector_labels(name, track), constants.LABEL_MODEL_VERSION: version}
-    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3}
+    probe = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
         "name": "recommender",
         "image": image,
-        "command": [
-            "movierec",
+        "imagePullPolicy": image_pull_policy,
+        "command": ["movierec"],  # the image's entrypoint, stated: the image contract
+        "args": [
             "serve",
             "--model",
             f"models:/{model_name}/{version}",
-            "--port",
-            str(constants.SERVE_PORT),
             "--host",
             "0.0.0.0",  # inside the pod: the Service and the probes reach it on the pod IP
+            "--port",
+            str(constants.SERVE_PORT),
             "--track",
             track,
+            "--tracking-uri",
+            tracking_uri,
         ],
         "env": [
             {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
             {"name": "MOVIEREC_TRACK", "value": track},
             {"name": "MOVIEREC_MODEL_VERSION", "value": version},
+            # read-only root filesystem: Python, gunicorn and prometheus-client write under /tmp
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TMPDIR", "value": "/tmp"},
+            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
         ],
         "ports": [{"name": "http", "containerPort": constants.SERVE_PORT, "protocol": "TCP"}],
+        # loading a model from MLflow takes a while: liveness waits for the first readiness
+        "startupProbe": {
+            **probe,
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 90,
+        },
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}},
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
+        # kube-proxy needs a moment to stop sending to a terminating pod; without the pause a
+        # rolling restart under load lost requests (docs/operator.md, "Pods")
+        "lifecycle": {"preStop": {"sleep": {"seconds": constants.PRESTOP_SLEEP_SECONDS}}},
         "resources": {
             "requests": {"cpu": "100m", "memory": "256Mi"},
             "limits": {"memory": "1Gi"},
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": False,
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec = {
+        "automountServiceAccountToken": False,  # the recommender never calls the API server
+        "terminationGracePeriodSeconds": constants.TERMINATION_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": constants.RUN_AS,
+            "runAsGroup": constants.RUN_AS,
+            "fsGroup": constants.RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     return _adopted(
         {
@@ -116,7 +149,7 @@ def build_deployment(
                             "prometheus.io/path": "/metrics",
                         },
                     },
-                    "spec": {"containers": [container]},
+                    "spec": pod_spec,
                 },
             },
         },
@@ -149,14 +182,19 @@ def build_service(owner: Owner, *, track: str) -> dict[str, Any]:
     )
 
 
-def build_flag_data(canary_weight: int) -> dict[str, Any]:
-    """LaunchDarkly flag data (file data source format) sending ``canary_weight`` % to canary."""
+def build_flag_data(canary_weight: int, *, version: int = 1) -> dict[str, Any]:
+    """LaunchDarkly flag data (file data source format) sending ``canary_weight`` % to canary.
+
+    ``version`` must be higher than the last file's whenever the weight changes: the SDK only
+    announces a change (and the router only drops its per-user cache) when it grows."""
     if not 0 <= canary_weight <= 100:
         raise ValueError(f"canary weight must be 0..100, got {canary_weight}")
+    if version < 1:
+        raise ValueError(f"flag data version must be >= 1, got {version}")
     canary = canary_weight * constants.WEIGHT_SCALE
     variations = [constants.TRACK_STABLE, constants.TRACK_CANARY]
     common = {
-        "version": 1,
+        "version": version,
         "targets": [],
         "contextTargets": [],
         "rules": [],
@@ -181,6 +219,7 @@ def build_flag_data(canary_weight: int) -> dict[str, Any]:
                             {"variation": 0, "weight": 100 * constants.WEIGHT_SCALE - canary},
                             {"variation": 1, "weight": canary},
                         ],
+                        "bucketBy": "key",
                     },
                 },
             },
@@ -197,7 +236,24 @@ def build_flag_data(canary_weight: int) -> dict[str, Any]:
     }
 
 
-def build_flag_configmap(owner: Owner, *, canary_weight: int) -> dict[str, Any]:
+def next_flag_version(current: Mapping[str, Any] | None, canary_weight: int, *, now: float) -> int:
+    """The flag-data version for ``canary_weight`` given the ConfigMap as it is (``None``: none).
+
+    Same weight: the same version (no change, no write). Another weight: one more than before,
+    and never below the clock in seconds, so a ConfigMap deleted and recreated still moves the
+    version forward for routers that remember the old one."""
+    annotations = (current or {}).get("metadata", {}).get("annotations") or {}
+    try:
+        old_version = int(annotations.get(constants.FLAG_VERSION_ANNOTATION, "0"))
+        old_weight = int(annotations.get("movierec.io/canary-weight", "-1"))
+    except ValueError:
+        old_version, old_weight = 0, -1
+    if current is not None and old_weight == canary_weight and old_version >= 1:
+        return old_version
+    return max(old_version + 1, int(now))
+
+
+def build_flag_configmap(owner: Owner, *, canary_weight: int, version: int = 1) -> dict[str, Any]:
     """The ConfigMap the router mounts as its LaunchDarkly flag-data file."""
     name = owner["metadata"]["name"]
     return _adopted(
@@ -207,11 +263,14 @@ def build_flag_configmap(owner: Owner, *, canary_weight: int) -> dict[str, Any]:
             "metadata": {
                 "name": flag_configmap_name(name),
                 "labels": _labels(name),
-                "annotations": {"movierec.io/canary-weight": str(canary_weight)},
+                "annotations": {
+                    "movierec.io/canary-weight": str(canary_weight),
+                    constants.FLAG_VERSION_ANNOTATION: str(version),
+                },
             },
             "data": {
                 constants.FLAG_FILE: json.dumps(
-                    build_flag_data(canary_weight), indent=2, sort_keys=True
+                    build_flag_data(canary_weight, version=version), indent=2, sort_keys=True
                 ),
             },
         },

@@ -20,6 +20,9 @@ KILL_SWITCH_KEY: Final = "movierec-kill-switch"
 FLAG_SALT: Final = "movierec-track"  # fixed: changing it would reshuffle every user's track
 FLAG_FILE: Final = "flags.json"
 WEIGHT_SCALE: Final = 1000  # LaunchDarkly weights are thousandths of a percent
+# The data file's version must grow with every change: the SDK fires a change (and the router
+# drops its per-user cache) only when a flag's version increases.
+FLAG_VERSION_ANNOTATION: Final = "movierec.io/flag-version"
 
 # MLflow
 CHAMPION_ALIAS: Final = "champion"
@@ -28,7 +31,12 @@ TAG_REASON: Final = "movierec.rollout.reason"
 TAG_TIME: Final = "movierec.rollout.time"
 
 # Children
+# The one application image (PLAN/ARCHITECTURE: `movierec <component>`); the chart passes its own.
+DEFAULT_IMAGE: Final = "ghcr.io/movierec/movierec:0.1.0"
 SERVE_PORT: Final = 8082
+RUN_AS: Final = 10001  # the image's numeric user: `runAsNonRoot` needs a number to check
+PRESTOP_SLEEP_SECONDS: Final = 5  # kube-proxy stops sending before gunicorn closes its socket
+TERMINATION_GRACE_SECONDS: Final = 30  # preStop sleep + gunicorn's graceful worker shutdown
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"

@@ -55,15 +55,89 @@ def test_deployment_serves_the_version_on_its_track() -> None:
     assert pod["metadata"]["labels"]["movierec.io/model-version"] == "7"
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "img:1"
-    assert "models:/movies/7" in container["command"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    # the image contract: ENTRYPOINT movierec, and `movierec serve` flags as the CLI has them
+    assert container["command"] == ["movierec"]
+    assert container["args"] == [
+        "serve",
+        "--model",
+        "models:/movies/7",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8082",
+        "--track",
+        "canary",
+        "--tracking-uri",
+        "http://mlflow:5000",
+    ]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
         "MLFLOW_TRACKING_URI": "http://mlflow:5000",
         "MOVIEREC_TRACK": "canary",
         "MOVIEREC_MODEL_VERSION": "7",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def _deployment(**kwargs: Any) -> dict[str, Any]:
+    args = {
+        "track": "stable",
+        "model_name": "movies",
+        "version": "3",
+        "image": "img:1",
+        "replicas": 2,
+        "tracking_uri": "http://mlflow:5000",
+        **kwargs,
+    }
+    return builders.build_deployment(OWNER, **args)
+
+
+def test_pods_satisfy_the_restricted_pod_security_standard() -> None:
+    pod = _deployment()["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # a read-only root needs one writable temp dir (gunicorn heartbeats, metrics, answer cache)
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+
+
+def test_pods_drain_before_they_stop() -> None:
+    pod = _deployment()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep == 5
+    assert pod["terminationGracePeriodSeconds"] > sleep + 10  # gunicorn's own graceful stop
+
+
+def test_image_pull_policy_is_configurable() -> None:
+    (container,) = _deployment(image_pull_policy="Always")["spec"]["template"]["spec"]["containers"]
+    assert container["imagePullPolicy"] == "Always"
+
+
+def test_default_image_is_the_released_application_image() -> None:
+    from movierec_operator.settings import Settings
+
+    assert constants.DEFAULT_IMAGE == "ghcr.io/movierec/movierec:0.1.0"
+    assert Settings().image == constants.DEFAULT_IMAGE
+    assert Settings().image_pull_policy == "IfNotPresent"
 
 
 def test_selector_never_depends_on_the_version() -> None:
@@ -113,6 +187,34 @@ def test_flag_configmap_carries_the_weight(weight: int) -> None:
 def test_flag_data_rejects_weights_outside_0_to_100() -> None:
     with pytest.raises(ValueError, match=r"0\.\.100"):
         builders.build_flag_data(101)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "flagdata"
+
+
+@pytest.mark.parametrize(
+    "golden", sorted(GOLDEN.glob("canary-*-version-*.json")), ids=lambda p: p.stem
+)
+def test_operator_writes_the_golden_flag_data(golden: Path) -> None:
+    # the router's writer is held to the same files (tests/recommender/test_flagdata_contract.py)
+    _, weight, _, version = golden.stem.split("-")
+    built = builders.build_flag_data(int(weight), version=int(version))
+    assert built == json.loads(golden.read_text())
+
+
+def test_flag_version_grows_with_every_weight_change() -> None:
+    now = 1_800_000_000.0
+    first = builders.next_flag_version(None, 0, now=now)
+    cm = builders.build_flag_configmap(OWNER, canary_weight=0, version=first)
+    assert json.loads(cm["data"]["flags.json"])["flags"]["movierec-track"]["version"] == first
+    assert builders.next_flag_version(cm, 0, now=now + 60) == first  # no change: no new version
+    versions = [first]
+    for weight in (10, 25, 100, 0, 10):
+        versions.append(builders.next_flag_version(cm, weight, now=now))  # same second
+        cm = builders.build_flag_configmap(OWNER, canary_weight=weight, version=versions[-1])
+    assert versions == sorted(set(versions))  # strictly increasing, even back to a weight seen
+    # a deleted and recreated ConfigMap still moves forward for routers that saw the old one
+    assert builders.next_flag_version(None, 10, now=now + 3600) > versions[-1]
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from typing import Any
 
 from movierec_recommender.router.flagdata import KILL_SWITCH_FLAG, STABLE, TRACK_FLAG
@@ -30,16 +32,9 @@ class Assigner:
         if sdk_key:
             config = Config(sdk_key, send_events=False)
         elif flags_file:
-            from ldclient.integrations import Files
-
             config = Config(
                 "movierec-offline-file",
-                update_processor_class=Files.new_data_source(
-                    paths=[flags_file],
-                    auto_update=True,
-                    poll_interval=poll_seconds,
-                    force_polling=True,
-                ),
+                update_processor_class=_mounted_file_source(flags_file, poll_seconds),
                 send_events=False,
             )
         else:
@@ -79,3 +74,61 @@ class Assigner:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _signature(path: str) -> tuple[int, int, int, int] | None:
+    """What changes when the file at ``path`` does, looked up through every symlink *now*."""
+    try:
+        st = os.stat(path)  # follows `flags.json -> ..data/flags.json -> ..<timestamp>/...`
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _mounted_file_source(path: str, poll_seconds: float) -> Any:
+    """An SDK data source that re-reads ``path`` whenever what it points at changes.
+
+    The SDK's own auto-update resolves the real path once; a ConfigMap volume swaps its
+    ``..data`` symlink to a new ``..<timestamp>`` directory and deletes the old one, so the
+    SDK would watch a deleted file for ever. Here every poll looks the path up again and each
+    change loads the file through a fresh SDK file source (its parser, its store updates)."""
+    from ldclient.integrations import Files
+    from ldclient.interfaces import UpdateProcessor
+
+    class MountedFileSource(UpdateProcessor):
+        def __init__(self, config: Any, store: Any, ready: threading.Event) -> None:
+            self._load_once: Any = Files.new_data_source(paths=[path], auto_update=False)
+            self._config, self._store, self._ready = config, store, ready
+            self._source: Any = None
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._poll, name="movierec-flags-file", daemon=True
+            )
+
+        def _load(self) -> None:
+            source = self._load_once(self._config, self._store, threading.Event())
+            source.start()  # reads the file and hands its flags to the SDK (no thread)
+            if source.initialized() or self._source is None:
+                self._source = source
+
+        def start(self) -> None:
+            self._seen = _signature(path)  # before reading: a change during the read is seen
+            self._load()
+            self._ready.set()
+            self._thread.start()
+
+        def _poll(self) -> None:
+            while not self._stop.wait(poll_seconds):
+                now = _signature(path)
+                if now is not None and now != self._seen:
+                    self._seen = now
+                    log.info("flag data %s changed: reloading", path)
+                    self._load()
+
+        def stop(self) -> None:
+            self._stop.set()
+
+        def initialized(self) -> bool:
+            return bool(self._source is not None and self._source.initialized())
+
+    return MountedFileSource

@@ -1,5 +1,9 @@
 """Write the LaunchDarkly flag-data file the router reads (format: docs/CONTRACTS-internal.md).
 
+The operator writes the same file (``movierec_operator.builders.build_flag_data``) without
+importing this package: both are held to the golden files in ``tests/fixtures/flagdata/``, so a
+user lands in the same bucket whoever wrote the file.
+
 Tracks are listed stable first and the others after it, in the order given; LaunchDarkly hands
 out buckets cumulatively in that order, so a track's bucket range only grows while its weight
 grows: a user on the canary at 10 % is still on it at 25 % and 50 % (same salt).
@@ -69,6 +73,7 @@ def build_flags(
         "salt": salt,
         "trackEvents": False,
         "trackEventsFallthrough": False,
+        "clientSide": False,
         "deleted": False,
     }
     kill_flag = {
@@ -85,6 +90,7 @@ def build_flags(
         "salt": KILL_SWITCH_FLAG,
         "trackEvents": False,
         "trackEventsFallthrough": False,
+        "clientSide": False,
         "deleted": False,
     }
     return {"flags": {TRACK_FLAG: track_flag, KILL_SWITCH_FLAG: kill_flag}}
