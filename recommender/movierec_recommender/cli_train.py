@@ -132,12 +132,27 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    import csv
+PAIRS_HEADER = ["user_id", "movie_id"]
+# a cell starting with one of these is a formula to spreadsheet programs (CSV injection, OWASP)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+
+def csv_safe(values: Any) -> Any:
+    """Text cells with a leading apostrophe where a spreadsheet would read a formula."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=str)
+    risky = np.char.startswith(values, FORMULA_START[0])
+    for start in FORMULA_START[1:]:
+        risky |= np.char.startswith(values, start)
+    return np.where(risky, np.char.add("'", values), values)
+
+
+def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
+    from movierec_recommender.data import drop_repeated_headers, read_header
     from movierec_recommender.models import load_model
 
     model_dir = Path(args.model)
@@ -146,21 +161,28 @@ def run_predict(args: argparse.Namespace) -> int:
     pairs_path = Path(args.pairs)
     if not pairs_path.is_file():
         raise BadInputError(f"--pairs: file not found: {pairs_path}")
-    with pairs_path.open(newline="", encoding="utf-8") as fh:
-        header = [h.strip() for h in next(csv.reader(fh), [])]
-    if header[:2] != ["user_id", "movie_id"]:
+    header = read_header(pairs_path)
+    if header != PAIRS_HEADER:
         raise BadInputError(
             f"{pairs_path}: line 1: expected header 'user_id,movie_id', got {','.join(header)!r}"
         )
-    frame = pd.read_csv(
-        pairs_path, dtype=str, keep_default_na=False, usecols=[0, 1], skipinitialspace=True
-    )
-    frame.columns = ["user_id", "movie_id"]
+    try:
+        frame = pd.read_csv(pairs_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{pairs_path}: cannot parse CSV: {exc}") from exc
+    frame.columns = PAIRS_HEADER
+    frame, _ = drop_repeated_headers(frame, PAIRS_HEADER, pairs_path)
     model = load_model(model_dir)
     users = frame["user_id"].str.strip().to_numpy(dtype=str)
     movies = frame["movie_id"].str.strip().to_numpy(dtype=str)
     pred = model.predict(users, movies) if len(frame) else np.empty(0)
-    out = pd.DataFrame({"user_id": users, "movie_id": movies, "prediction": np.round(pred, 6)})
+    out = pd.DataFrame(
+        {
+            "user_id": csv_safe(users),
+            "movie_id": csv_safe(movies),
+            "prediction": np.round(pred, 6),
+        }
+    )
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(out_path, index=False)

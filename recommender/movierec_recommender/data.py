@@ -19,6 +19,49 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("user_id", "movie_id", "rating")
 OPTIONAL_COLUMNS = ("timestamp",)
+# MovieLens's star scale (half stars; the event stream's integer 1..5 lies inside it): a rating
+# outside it is a typo or an attack, and one 1e30 would drag every prediction with it
+RATING_SCALE = (0.5, 5.0)
+
+
+def read_header(path: Path) -> list[str]:
+    """The first CSV row, stripped; BadInputError (not a crash) when it is not UTF-8 text."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: line 1: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise BadInputError(f"{path}: line 1: {exc}") from exc
+    return [h.strip() for h in header] if header else []
+
+
+def drop_repeated_headers(frame: Any, header: list[str], path: Path) -> tuple[Any, np.ndarray]:
+    """Rows equal to the header (files concatenated with `cat`) are not data: drop them.
+
+    Returns the remaining rows and, for each, its 0-based data line in the file."""
+    cells = frame.apply(lambda col: col.str.strip())
+    repeated = (cells == header[: frame.shape[1]]).all(axis=1).to_numpy()
+    if repeated.any():
+        log.warning("%s: skipped %d repeated header row(s)", path, int(repeated.sum()))
+        return frame.loc[~repeated].reset_index(drop=True), np.flatnonzero(~repeated)
+    return frame, np.arange(len(frame))
+
+
+def check_ratings(values: np.ndarray, raw: Any, lines: np.ndarray, path: Path) -> None:
+    """Every rating a finite number on RATING_SCALE; BadInputError names the first bad line."""
+    lo, hi = RATING_SCALE
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise BadInputError(
+            f"{path}: line {lines[bad[0]] + 2}: rating {raw.iloc[bad[0]]!r} is not a number"
+        )
+    out = np.flatnonzero((values < lo) | (values > hi))
+    if len(out):
+        raise BadInputError(
+            f"{path}: line {lines[out[0]] + 2}: rating {raw.iloc[out[0]]!r} is outside the "
+            f"rating scale {lo:g}..{hi:g}"
+        )
 
 
 def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -78,11 +121,11 @@ class RatingsData:
         path = Path(path)
         if not path.is_file():
             raise BadInputError(f"ratings file not found: {path}")
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-        header = [h.strip() for h in header] if header else []
-        if tuple(header[:3]) != REQUIRED_COLUMNS or any(
-            h not in OPTIONAL_COLUMNS for h in header[3:]
+        header = read_header(path)
+        if (
+            tuple(header[:3]) != REQUIRED_COLUMNS
+            or any(h not in OPTIONAL_COLUMNS for h in header[3:])
+            or len(set(header)) != len(header)
         ):
             raise BadInputError(
                 f"{path}: line 1: expected header 'user_id,movie_id,rating[,timestamp]', "
@@ -93,16 +136,14 @@ class RatingsData:
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise BadInputError(f"{path}: cannot parse CSV: {exc}") from exc
         frame.columns = [c.strip() for c in frame.columns]
+        # `lines[k]` = 0-based data line of row k once repeated header rows are dropped
+        frame, lines = drop_repeated_headers(frame, header, path)
         for column in ("user_id", "movie_id"):
             empty = np.flatnonzero(frame[column].str.strip().to_numpy() == "")
             if len(empty):
-                raise BadInputError(f"{path}: line {empty[0] + 2}: empty {column}")
+                raise BadInputError(f"{path}: line {lines[empty[0]] + 2}: empty {column}")
         rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(rating))
-        if len(bad):
-            raise BadInputError(
-                f"{path}: line {bad[0] + 2}: rating {frame['rating'].iloc[bad[0]]!r} is not a number"
-            )
+        check_ratings(rating, frame["rating"], lines, path)
         timestamps = None
         if "timestamp" in frame.columns:
             timestamps = _parse_timestamps(frame["timestamp"], path)

@@ -143,3 +143,97 @@ def run(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+
+
+def _train_csv(path: Path, body: str) -> list[str]:
+    path.write_bytes(body.encode() if isinstance(body, str) else body)
+    return ["train", "--ratings", str(path), "--algo", "item-item", "--out", str(path) + ".m"]
+
+
+GOOD_ROWS = "".join(
+    f"u{u},m{m},{1 + (u * m) % 5},{u * 100 + m}\n" for u in range(8) for m in range(6)
+)
+
+
+@pytest.mark.parametrize("rating", ["1e308", "-5", "1e30", "0", "5.5", "inf", "nan"])
+def test_train_rejects_ratings_off_the_scale_with_exit_2(
+    rating: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = "user_id,movie_id,rating,timestamp\n" + GOOD_ROWS + f"u1,m9,{rating},5\n"
+    assert run(_train_csv(tmp_path / "r.csv", body)) == 2
+    err = capsys.readouterr().err
+    assert f"line {GOOD_ROWS.count(chr(10)) + 2}" in err and rating in err
+
+
+def test_train_rejects_a_header_that_is_not_utf8_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = b"user_id,movie_\xff\xfeid,rating\n" + GOOD_ROWS.encode()
+    assert run(_train_csv(tmp_path / "r.csv", body)) == 2  # type: ignore[arg-type]
+    assert "line 1: not UTF-8" in capsys.readouterr().err
+
+
+def test_train_rejects_a_header_with_a_repeated_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = "user_id,movie_id,rating,timestamp,timestamp\n" + GOOD_ROWS.replace("\n", ",1\n")
+    assert run(_train_csv(tmp_path / "r.csv", body)) == 2
+    assert "expected header" in capsys.readouterr().err
+
+
+def test_train_skips_a_repeated_header_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = "user_id,movie_id,rating,timestamp\n"
+    half = GOOD_ROWS.count("\n") // 2
+    lines = GOOD_ROWS.splitlines(keepends=True)
+    body = header + "".join(lines[:half]) + header + "".join(lines[half:])  # `cat a.csv b.csv`
+    assert run(_train_csv(tmp_path / "r.csv", body)) == 0
+    assert json.loads(capsys.readouterr().out)["n_ratings"] == len(lines)
+
+
+@pytest.fixture(scope="module")
+def small_model(ratings_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("m") / "model"
+    argv = ["train", "--ratings", str(ratings_csv), "--algo", "item-item", "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def _predict(model: Path, tmp_path: Path, body: bytes) -> tuple[int, list[list[str]]]:
+    pairs, out = tmp_path / "pairs.csv", tmp_path / "pred.csv"
+    pairs.write_bytes(body)
+    code = run(["predict", "--model", str(model), "--pairs", str(pairs), "--out", str(out)])
+    rows = list(csv.reader(out.open(newline=""))) if code == 0 else []
+    return code, rows
+
+
+def test_predict_output_cannot_inject_spreadsheet_formulas(
+    small_model: Path, tmp_path: Path
+) -> None:
+    evil = ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx"]
+    body = "user_id,movie_id\n" + "".join(f'"{e}",m1\nu1,"{e}"\n' for e in evil)
+    code, rows = _predict(small_model, tmp_path, body.encode())
+    assert code == 0 and rows[0] == ["user_id", "movie_id", "prediction"]
+    cells = [c for row in rows[1:] for c in row[:2]]
+    assert len(cells) == 4 * len(evil)
+    for cell in cells:
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert "'=cmd|' /C calc'!A0" in cells and "'-2" in cells and "u1" in cells
+
+
+def test_predict_skips_a_repeated_header_row(small_model: Path, tmp_path: Path) -> None:
+    code, rows = _predict(
+        small_model, tmp_path, b"user_id,movie_id\nu1,m3\nuser_id,movie_id\nu2,m3\n"
+    )
+    assert code == 0 and [r[:2] for r in rows[1:]] == [["u1", "m3"], ["u2", "m3"]]
+
+
+@pytest.mark.parametrize(
+    "body", [b"user_id,movie_id,extra\nu1,m3,x\n", b"user_id,mo\xffvie_id\nu1,m3\n", b""]
+)
+def test_predict_rejects_bad_pairs_headers_with_exit_2(
+    body: bytes, small_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _predict(small_model, tmp_path, body)[0] == 2
+    assert "line 1" in capsys.readouterr().err
