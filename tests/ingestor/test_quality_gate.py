@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,7 @@ def test_drift_blocks_with_effect_size_and_force_is_recorded(db_url: str) -> Non
 def test_schema_errors_block(db_url: str) -> None:
     sim = ingest(db_url, seed=1)
     latest = datetime.fromisoformat(gate(db_url, sim).report["window"]["end"])
+    arrived = datetime.now(UTC).replace(tzinfo=None)
     bad = [  # rows that bypassed the ingest validator
         {"event_key": "bad1", "time": latest, "user_id": 1, "movie_id": "a+1999", "rating": 9},
         {"event_key": "bad2", "time": latest, "user_id": 2, "movie_id": "Not A Slug", "rating": 4},
@@ -167,7 +168,9 @@ def test_schema_errors_block(db_url: str) -> None:
     engine = sa.create_engine(db_url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.insert(schema.rating_events), bad)
+            conn.execute(
+                sa.insert(schema.rating_events), [{**b, "ingested_at": arrived} for b in bad]
+            )
     finally:
         engine.dispose()
     result = gate(db_url, sim)
@@ -178,6 +181,46 @@ def test_schema_errors_block(db_url: str) -> None:
     )
     assert check["count"] == 3
     assert check["detail"] == "out_of_range=1, bad_ids=1, too_old=1"
+
+
+def test_an_implausible_time_fails_one_run_not_every_later_one(db_url: str) -> None:
+    sim = ingest(db_url, seed=1)
+    assert gate(db_url, sim).passed
+    arrived = datetime.now(UTC).replace(tzinfo=None)
+    rows_ = [
+        {
+            "event_key": "old",
+            "time": datetime(1990, 1, 1),
+            "user_id": 3,
+            "movie_id": "a",
+            "rating": 4,
+        },
+        {
+            "event_key": "far",
+            "time": datetime(9999, 1, 1),
+            "user_id": 4,
+            "movie_id": "a",
+            "rating": 5,
+        },
+    ]
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # bypassing the ingest validator, which dead-letters them
+            conn.execute(
+                sa.insert(schema.rating_events), [{**r, "ingested_at": arrived} for r in rows_]
+            )
+    finally:
+        engine.dispose()
+    first = gate(db_url, sim)
+    assert not first.passed
+    check = next(
+        c for c in first.report["checks"] if (c["name"], c["table"]) == ("schema", "rating_events")
+    )
+    assert check["detail"] == "future=1, too_old=1"
+    # Judged when they arrived; the next run judges what arrived since, and passes.
+    second = gate(db_url, sim)
+    assert second.passed, second.report["blocking"]
+    assert second.report["window"]["end"] == first.report["window"]["end"]
 
 
 @pytest.mark.parametrize(("inject", "value"), [("push", 5), ("nuke", 1)])

@@ -35,6 +35,11 @@ class Window:
     ref_start: datetime
     hours: float
     slots: int
+    # Events later than this (now + skew) are implausible, never part of the window.
+    limit: datetime = datetime.max
+    # Server time of the previous gate run: rows ingested since are this run's to judge
+    # (None: every row with an ingestion time).
+    since: datetime | None = None
 
 
 def epoch(values: Any) -> NDArray[np.float64]:
@@ -84,7 +89,9 @@ def resolve_window(
     if nth_newest is not None and nth_newest < start:
         start = nth_newest
     length = end - start
-    return Window(start, end, start - slots * length, length.total_seconds() / 3600.0, slots)
+    return Window(
+        start, end, start - slots * length, length.total_seconds() / 3600.0, slots, limit=limit
+    )
 
 
 MAX_TAIL_EVENTS = 10_000  # bounds the read; at that many events the tail is minutes long
@@ -120,7 +127,7 @@ def window_ratings(conn: sa.Connection, w: Window) -> tuple[WindowRatings, NDArr
     r = s.rating_events
     rows = conn.execute(
         sa.select(r.c.user_id, r.c.movie_id, r.c.rating, r.c.time, ~_not_quarantined(r))
-        .where(r.c.time >= w.start)
+        .where((r.c.time >= w.start) & (r.c.time <= w.limit))
         .order_by(r.c.time)
     ).all()
     ratings = WindowRatings(
@@ -254,8 +261,7 @@ def watch_summary(
 ) -> checks.TableSummary:
     """Problems among the window's watch events, counted in SQL (watch lines are the bulk)."""
     we = s.watch_events
-    in_window = we.c.time >= w.start
-    future = now + timedelta(seconds=th.future_skew_seconds)
+    in_window = (we.c.time >= w.start) & (we.c.time <= w.limit)
 
     def count_if(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
@@ -265,7 +271,6 @@ def watch_summary(
             sa.func.count(),
             count_if(we.c.minute < 0),
             count_if((we.c.user_id < 0) | (we.c.user_id > checks.MAX_USER_ID)),
-            count_if(we.c.time > future),
         ).where(in_window)
     ).one()
     movie_rows = conn.execute(
@@ -287,16 +292,37 @@ def watch_summary(
         rows=int(row[0]),
         out_of_range=int(row[1]),
         bad_ids=int(row[2]) + bad_movies,
-        future=int(row[3]),
-        too_old=too_old(conn, we, th),
         duplicates=int(duplicates or 0),
     )
 
 
-def too_old(conn: sa.Connection, table: sa.Table, th: CheckThresholds) -> int:
-    """Rows of the whole table older than the floor (the time index makes this cheap)."""
-    query = sa.select(sa.func.count()).where(table.c.time < th.oldest_time)
-    return int(conn.execute(query).scalar() or 0)
+def implausible_times(
+    conn: sa.Connection, table: sa.Table, w: Window, th: CheckThresholds
+) -> tuple[int, int]:
+    """(future, too_old) among the rows this run judges: those ingested since the previous run.
+
+    Such rows never fall into a window by their own time, so they are judged by when they
+    arrived, once: an event dated 1990 or 9999 fails the run after it lands, not every run
+    for ever. Rows without an ingestion time (stored before revision 0002) are not judged.
+    """
+    arrived: sa.ColumnElement[bool] = table.c.ingested_at.is_not(None)
+    if w.since is not None:
+        arrived = arrived & (table.c.ingested_at >= w.since)
+
+    def count_if(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    row = conn.execute(
+        sa.select(count_if(table.c.time > w.limit), count_if(table.c.time < th.oldest_time)).where(
+            arrived & ((table.c.time > w.limit) | (table.c.time < th.oldest_time))
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def previous_run(conn: sa.Connection) -> datetime | None:
+    """When the gate last ran (server time), or None."""
+    return conn.execute(sa.select(sa.func.max(s.quality_reports.c.created_at))).scalar()
 
 
 def dead_letter_count(conn: sa.Connection, w: Window) -> tuple[float, int]:
@@ -325,7 +351,12 @@ def dead_letter_count(conn: sa.Connection, w: Window) -> tuple[float, int]:
 
 def valid_events(conn: sa.Connection, w: Window) -> int:
     return sum(
-        int(conn.execute(sa.select(sa.func.count()).where(t.c.time >= w.start)).scalar() or 0)
+        int(
+            conn.execute(
+                sa.select(sa.func.count()).where((t.c.time >= w.start) & (t.c.time <= w.limit))
+            ).scalar()
+            or 0
+        )
         for t in EVENT_TABLES
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +105,7 @@ def _evaluate(
     if w is None:
         report["warnings"].append("no events in the store: nothing to judge")
         return report, []
+    w = replace(w, since=data.previous_run(conn))
     report["window"] = {
         "start": w.start.isoformat(),
         "end": w.end.isoformat(),
@@ -112,6 +113,7 @@ def _evaluate(
         "hours": w.hours,
         "requested_hours": hours,
         "reference_windows": w.slots,
+        "judged_ingested_since": w.since.isoformat() if w.since else None,
     }
     if w.hours > hours + 1e-9:
         report["warnings"].append(f"window:stretched to {w.hours:.1f} h for enough ratings")
@@ -133,7 +135,10 @@ def _evaluate(
         ),
         data.watch_summary(conn, w, now, cfg.checks),
     ]
-    summaries[0].too_old += data.too_old(conn, s.rating_events, cfg.checks)
+    for summary, table in zip(summaries, (s.rating_events, s.watch_events), strict=True):
+        future, too_old = data.implausible_times(conn, table, w, cfg.checks)
+        summary.future += future
+        summary.too_old += too_old
     dead, unreadable = data.dead_letter_count(conn, w)
     results = checks.evaluate(summaries, round(dead), data.valid_events(conn, w), cfg.checks)
     for table, nulls, rows in data.metadata_nulls(conn, w):
