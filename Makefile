@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format clean help
+.PHONY: install demo test lint format clean help images
 
 help:
 	@echo "make demo           set up .venv and run the whole loop on embedded defaults"
 	@echo "make test           set up .venv, start the real services, run every test"
-	@echo "make lint           ruff + mypy"
+	@echo "make lint           ruff + mypy + actionlint"
+	@echo "make images         build the app and infrastructure images (no docker), import them"
 	@echo "make services-up    start Kafka, PostgreSQL, MLflow, Prometheus, Alertmanager, kube-apiserver"
 	@echo "make services-down  stop them"
 
@@ -29,6 +30,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	actionlint="$$($(BIN)/python -m harness.actionlint_build)" && "$$actionlint"
+
+# Every image the chart runs on the harness node, built without docker and cached by content;
+# prints one image reference per line (logs on stderr). Needs root (debootstrap, chroot).
+images: install
+	@$(BIN)/python -m harness images
 
 format: install
 	$(BIN)/ruff format .

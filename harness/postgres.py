@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL 15 cluster (initdb + pg_ctl, as the postgres OS user under root)."""
+"""A throwaway PostgreSQL cluster (the distribution's 14+; initdb + pg_ctl as the postgres OS user)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from harness.ports import HOST, free_port
 from harness.process import ServiceError, log_tail, pid_alive, run, stop_pid
 from harness.system import apt_install, chown_tree, is_root, run_as_user
 
-PG_MAJOR = "15"
+MIN_MAJOR = 14  # the oldest major accepted (the store needs DROP DATABASE ... WITH (FORCE), 13+)
+PG_ROOT = Path("/usr/lib/postgresql")
 OS_USER = "postgres"
 DB_USER = "movierec"
 _SERVER_SETTINGS = {
@@ -32,13 +33,27 @@ _SERVER_SETTINGS = {
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+def installed_majors() -> list[int]:
+    """Major versions of the PostgreSQL servers installed the Debian/Ubuntu way, newest first."""
+    majors = [
+        int(folder.name)
+        for folder in PG_ROOT.glob("*")
+        if folder.name.isdigit() and (folder / "bin" / "initdb").exists()
+    ]
+    return sorted(majors, reverse=True)
+
+
 def bin_dir() -> Path:
-    """The PostgreSQL server binaries (override: MOVIEREC_PG_BIN)."""
-    return Path(os.environ.get("MOVIEREC_PG_BIN") or f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+    """The server binaries (override: MOVIEREC_PG_BIN): the newest installed major >= 14."""
+    override = os.environ.get("MOVIEREC_PG_BIN")
+    if override:
+        return Path(override)
+    usable = [major for major in installed_majors() if major >= MIN_MAJOR]
+    return PG_ROOT / str(usable[0] if usable else MIN_MAJOR) / "bin"
 
 
 def ensure_installed() -> Path:
-    """Make sure Debian's PostgreSQL server package is installed; return its bin dir."""
+    """Make sure a PostgreSQL server >= 14 is installed (else the distribution's); return bin."""
     if not (bin_dir() / "initdb").exists():
         if is_root():
             # Debian would otherwise create and start a system cluster on port 5432.
@@ -47,9 +62,15 @@ def ensure_installed() -> Path:
             dropin.write_text(
                 "# written by the movierec test harness\ncreate_main_cluster = false\n"
             )
-        apt_install([f"postgresql-{PG_MAJOR}"])
+        # The metapackage depends on the distribution's current major (15 on Debian 12,
+        # 16 on Ubuntu 24.04).
+        apt_install(["postgresql"])
     if not (bin_dir() / "initdb").exists():
-        raise ServiceError(f"PostgreSQL {PG_MAJOR} is not installed under {bin_dir()}")
+        found = ", ".join(map(str, installed_majors())) or "none"
+        raise ServiceError(
+            f"no PostgreSQL server >= {MIN_MAJOR} under {PG_ROOT} (found: {found}); "
+            "install the distribution's postgresql package or set MOVIEREC_PG_BIN"
+        )
     return bin_dir()
 
 
