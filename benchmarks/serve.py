@@ -319,7 +319,7 @@ def _pct(sorted_values: list[float], p: float) -> float:
 
 
 def _fallbacks(url: str) -> dict[str, float]:
-    from movierec_recommender.serving.testing import http_get
+    from harness.appservice import http_get
 
     text = http_get(url + "/metrics")[2].decode()
     found: dict[str, float] = {}
@@ -376,7 +376,7 @@ def run_rate(
 
 
 def ensure_model(folder: Path, users: int, movies: int, per_user: int) -> Path:
-    from movierec_recommender.serving.testing import train_model
+    from harness.appservice import train_model
 
     model = folder / f"item-item-u{users}-m{movies}-r{per_user}"
     if (model / "meta.json").is_file():
@@ -392,7 +392,7 @@ def ensure_model(folder: Path, users: int, movies: int, per_user: int) -> Path:
 
 def wait_precomputed(url: str, users: int, timeout: float) -> float:
     """Seconds until every worker serves from the answer table."""
-    from movierec_recommender.serving.testing import http_get
+    from harness.appservice import http_get
 
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from movierec_recommender.router.flagdata import write_flag_file
-    from movierec_recommender.serving.testing import RECOMMENDER_APP, ROUTER_APP, Service
+
+    from harness.appservice import RECOMMENDER_APP, ROUTER_APP, Service
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from movierec.procs import ProcessGroup, free_port, process_group
+from movierec.process import ProcessGroup, free_port, process_group
 from movierec.report import write_report
 
 MODEL_NAME = "movies"

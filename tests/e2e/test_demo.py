@@ -12,7 +12,7 @@ import pytest
 from flask import Flask, Response
 from werkzeug.serving import make_server
 
-from movierec.procs import free_port
+from movierec.process import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,9 @@ from movierec_ingestor.events import RecommendationEvent, parse_line
 from movierec_recommender.provenance import ProvenanceSink, build_event, course_log_line
 from movierec_recommender.serving.app import create_app
 from movierec_recommender.serving.settings import ServingSettings
-from movierec_recommender.serving.testing import free_port, train_model
 from prometheus_client import CollectorRegistry
+
+from harness.appservice import free_port, train_model
 
 
 def _event(**kw: object) -> dict[str, object]:

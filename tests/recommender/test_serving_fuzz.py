@@ -16,8 +16,9 @@ from movierec_recommender.router.app import create_app as create_router
 from movierec_recommender.router.settings import RouterSettings
 from movierec_recommender.serving.app import create_app
 from movierec_recommender.serving.settings import ServingSettings
-from movierec_recommender.serving.testing import train_model
 from werkzeug.serving import make_server
+
+from harness.appservice import train_model
 
 ids = st.one_of(
     st.integers(min_value=0, max_value=2**70).map(str),

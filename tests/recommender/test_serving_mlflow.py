@@ -11,13 +11,13 @@ import pytest
 from movierec_recommender import registry
 from movierec_recommender.data import RatingsData
 from movierec_recommender.models import build_model
-from movierec_recommender.serving.testing import (
+
+from harness.appservice import (
     RECOMMENDER_APP,
     Service,
     http_get,
     synthetic_ratings,
 )
-
 from harness.session import MlflowNames
 
 

@@ -1,23 +1,33 @@
-"""Helpers for tests and benchmarks: small real models and services run under gunicorn by PID."""
+"""The project's own WSGI apps under gunicorn for tests and benchmarks (run by the one process
+runner, ``movierec.process``), plus small real models to serve and a plain HTTP GET."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from subprocess import Popen
 from types import TracebackType
+
+from movierec.process import ServiceProcess, free_port, http_ok, log_tail
 
 GUNICORN_CONF = "python:movierec_recommender.serving.gunicorn_conf"
 RECOMMENDER_APP = "movierec_recommender.serving.wsgi:create()"
 ROUTER_APP = "movierec_recommender.router.wsgi:create()"
+
+__all__ = [
+    "RECOMMENDER_APP",
+    "ROUTER_APP",
+    "Service",
+    "free_port",
+    "http_get",
+    "synthetic_ratings",
+    "train_model",
+]
 
 
 def synthetic_ratings(
@@ -56,12 +66,6 @@ def train_model(
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http_get(
     url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0
 ) -> tuple[int, dict[str, str], bytes]:
@@ -75,7 +79,8 @@ def http_get(
 
 
 class Service:
-    """A gunicorn-run service on 127.0.0.1 (own process group), stopped by its PID on exit."""
+    """A gunicorn-run app on 127.0.0.1 (own process group), ready when ``ready_path`` answers
+    2xx, stopped by its PID on exit."""
 
     def __init__(
         self,
@@ -90,63 +95,53 @@ class Service:
         log_dir: str | Path | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.extra_args = extra_args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = app
         self.ready_path = ready_path
         self.ready_timeout = ready_timeout
         self.prom_dir = tempfile.mkdtemp(prefix="movierec-prom-")
-        self.env = {
-            **os.environ,
-            **env,
-            "MOVIEREC_BIND": f"127.0.0.1:{self.port}",
-            "MOVIEREC_WORKERS": str(workers),
-            "MOVIEREC_THREADS": str(threads),
-            "PROMETHEUS_MULTIPROC_DIR": self.prom_dir,
-        }
         folder = Path(log_dir or tempfile.mkdtemp(prefix="movierec-svc-"))
         self.log_path = folder / f"gunicorn-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        argv = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, *extra_args, app]
+        self._process = ServiceProcess(
+            f"gunicorn {app}",
+            argv,
+            log_path=self.log_path,
+            marker="",  # we hold its Popen: the PID cannot be recycled before we reap it
+            env={
+                **os.environ,
+                **env,
+                "MOVIEREC_BIND": f"127.0.0.1:{self.port}",
+                "MOVIEREC_WORKERS": str(workers),
+                "MOVIEREC_THREADS": str(threads),
+                "PROMETHEUS_MULTIPROC_DIR": self.prom_dir,
+            },
+            stop_timeout=15,
+        )
+
+    @property
+    def proc(self) -> Popen[bytes] | None:
+        """The gunicorn master's Popen while it runs under this object."""
+        return self._process.popen
 
     def start(self) -> Service:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, *self.extra_args, self.app],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if http_get(self.url + self.ready_path, timeout=1)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"service not ready in {self.ready_timeout}s:\n{self.log_tail()}")
+        self._process.start()
+        try:
+            self._process.wait_ready(
+                lambda: http_ok(self.url + self.ready_path),
+                timeout=self.ready_timeout,
+                what=self.url + self.ready_path,
+            )
+        except Exception:
+            self.stop()
+            raise
+        return self
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # gunicorn master stops its workers
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        self._process.stop()  # SIGTERM to the group: the master stops its workers
 
     def __enter__(self) -> Service:
         return self.start()
