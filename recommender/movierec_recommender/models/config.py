@@ -23,6 +23,18 @@ class KNNConfig(BaseModel):
     baseline_epochs: int = Field(5, ge=0, description="ALS sweeps for the user and item biases")
     reg_user: float = Field(15.0, ge=0, description="user-bias regularisation")
     reg_item: float = Field(10.0, ge=0, description="item-bias regularisation")
+    blend: bool | None = Field(
+        None,
+        description="rating predictor: blend this model's neighbourhood term with the other "
+        "algorithm's and the baseline, weights fitted on a validation split of the training "
+        "data; None = on for item-item, off for user-user",
+    )
+    blend_max_ratings: int = Field(
+        5_000_000,
+        ge=0,
+        description="the blend fits a second neighbourhood (and both twice): skipped above this "
+        "many ratings, where it would double the fit time",
+    )
     ranking: Literal["topn", "evidence", "rating"] = Field(
         "topn",
         description=(

@@ -6,6 +6,10 @@ for item-item, where N(i) is i's top-k neighbour list fitted once, and symmetric
 (N(u) ∩ raters of i). b_ui = mu + b_u + b_i is the ALS baseline; the result is clipped to the
 training rating scale. Unknown ids fall back to the baseline terms that are known, then to mu.
 
+With `blend` (item-item's default), the neighbourhood term is replaced by a linear blend of
+this model's and the other algorithm's neighbourhood terms at three dampings plus a constant,
+its weights fitted by ridge regression on a validation split carved from the training data.
+
 Top-N lists (`recommend`, `recommend_batch`) use a separate ranking scorer by default
 (`ranking="topn"`, models/ranking.py): EASE weights (item-item) or cosine neighbourhoods
 (user-user) on the raw rating matrix, fitted beside the rating predictor.
@@ -28,6 +32,7 @@ from movierec_recommender.models.baseline import fit_biases
 from movierec_recommender.models.config import KNNConfig
 from movierec_recommender.models.ranking import cosine_graph, ease_graph
 from movierec_recommender.models.similarity import cap_row_entries, topk_cosine
+from movierec_recommender.models.tuning import validation_split
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,12 @@ _LOOKUP_BATCH = 2_000_000  # neighbour look-ups per vectorised step in predict
 # sparse rows instead
 _DENSE_PREDICT_CELLS = 4_000_000
 _SCORE_CELLS = 8_000_000  # dense (users x items) score cells per step in recommend
+# the blend's features: each neighbourhood's sum s*z / (sum |s| + d) at these dampings (a linear
+# mix of them adapts the shrinkage towards the baseline to the evidence), plus a constant
+BLEND_DAMPINGS = (0.1, 0.5, 2.0)
+BLEND_RIDGE = 1.0  # on the weights; the validation split has ~1/5 of the ratings
+BLEND_VALIDATION = 0.2
+BLEND_MIN_RATINGS = 1000  # below this a validation split says nothing: no blend
 
 
 class KNNRecommender(SingleFromBatch):
@@ -59,6 +70,8 @@ class KNNRecommender(SingleFromBatch):
         self.S = sp.csr_matrix((0, 0), dtype=np.float32)  # neighbours, k per row
         self.X = sp.csr_matrix((0, 0), dtype=np.float32)  # users x items ratings (Z's layout)
         self.R = sp.csr_matrix((0, 0), dtype=np.float32)  # ranking graph (models/ranking.py)
+        self.P = sp.csr_matrix((0, 0), dtype=np.float32)  # the other algorithm's neighbours
+        self.blend_w = np.empty(0, dtype=np.float64)  # blend weights; empty = no blend
         self._cache: dict[str, Any] = {}
 
     # ---- public API ---------------------------------------------------------------------------
@@ -67,6 +80,58 @@ class KNNRecommender(SingleFromBatch):
         return self._config
 
     def fit(self, data: RatingsData) -> KNNRecommender:
+        """Rating predictor (baseline, residuals, neighbours), ranking graph, then the blend."""
+        self._fit_core(data)
+        n_partner = self.Z.shape[1] if not self._item_based else self.Z.shape[0]
+        self.P = sp.csr_matrix((n_partner, n_partner), dtype=np.float32)
+        self.blend_w = np.empty(0, dtype=np.float64)
+        if self._blend_enabled(len(data)):
+            self._fit_blend(data)
+        return self
+
+    def _blend_enabled(self, n_ratings: int) -> bool:
+        on = self._config.blend if self._config.blend is not None else self._item_based
+        return on and BLEND_MIN_RATINGS <= n_ratings <= self._config.blend_max_ratings
+
+    def _fit_blend(self, data: RatingsData) -> None:
+        """Blend weights by ridge regression on a validation split of `data`, then the partner's
+        neighbours on all of `data`."""
+        fit, val = validation_split(data, BLEND_VALIDATION, seed=0)
+        own = type(self)(self._config)._fit_core(fit, ranking=False)
+        partner = self._partner_cls()(self._config)._fit_core(fit, ranking=False)
+        u, i = lookup(own.users, val.user_ids), lookup(own.items, val.movie_ids)
+        both = (u >= 0) & (i >= 0)
+        u, i = u[both], i[both]
+        F = own._blend_features(partner, u, i)
+        y = val.ratings[both] - (own.mu + own.b_user[u] + own.b_item[i])
+        self.blend_w = np.linalg.solve(
+            F.T @ F + BLEND_RIDGE * np.eye(F.shape[1]), F.T @ y.astype(np.float64)
+        )
+        self.P = self._partner_cls()(self._config)._fit_core(data, ranking=False).S
+        self._cache = {}
+        log.info("%s blend weights %s (%d validation ratings)", self.algo, self.blend_w, len(y))
+
+    def _partner_cls(self) -> type[KNNRecommender]:
+        return UserUserKNN if self._item_based else ItemItemKNN
+
+    def _partner(self) -> KNNRecommender:
+        """The other algorithm's neighbourhood on this model's residuals (for the blend)."""
+        if "partner" not in self._cache:
+            partner = self._partner_cls()(self._config)
+            partner.Z, partner.S = self.Z, self.P
+            self._cache["partner"] = partner
+        partner_model: KNNRecommender = self._cache["partner"]
+        return partner_model
+
+    def _blend_features(self, partner: KNNRecommender, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        cols = []
+        for model in (self, partner):
+            num, den = model._pair_sums(u, i)
+            cols += [num / (den + d) for d in BLEND_DAMPINGS]
+        cols.append(np.ones(len(u)))
+        return np.column_stack(cols)
+
+    def _fit_core(self, data: RatingsData, ranking: bool = True) -> KNNRecommender:
         if len(data) == 0:
             raise ValueError("cannot fit on an empty data set")
         cfg = self._config
@@ -111,7 +176,8 @@ class KNNRecommender(SingleFromBatch):
         self.Z, self.S = Z, S
         # the raw ratings share Z's sparsity structure: only their values are stored
         self.X = _csr(r.astype(np.float32), Z.indices, Z.indptr, Z.shape)
-        self.R = self._fit_ranking(self.X, candidates)
+        if ranking:
+            self.R = self._fit_ranking(self.X, candidates)
         self._cache = {}
         log.info(
             "fitted %s: %d users, %d items, %d ratings, %d neighbour links",
@@ -162,8 +228,11 @@ class KNNRecommender(SingleFromBatch):
         pred[ki] += self.b_item[i[ki]]
         both = np.flatnonzero(ku & ki)
         if len(both):
-            num, den = self._pair_sums(u[both], i[both])
-            pred[both] += num / (den + self._config.damping + (den == 0))
+            if len(self.blend_w):
+                pred[both] += self._blend_features(self._partner(), u[both], i[both]) @ self.blend_w
+            else:
+                num, den = self._pair_sums(u[both], i[both])
+                pred[both] += num / (den + self._config.damping + (den == 0))
         return np.clip(pred, self.rating_min, self.rating_max)
 
     def recommend_batch(
@@ -215,6 +284,10 @@ class KNNRecommender(SingleFromBatch):
             "r_indptr": self.R.indptr,
             "r_indices": self.R.indices,
             "r_data": self.R.data,
+            "p_indptr": self.P.indptr,
+            "p_indices": self.P.indices,
+            "p_data": self.P.data,
+            "blend_w": self.blend_w,
         }
 
     @property
@@ -263,6 +336,10 @@ class KNNRecommender(SingleFromBatch):
         if int(meta.get("format_version", 1)) >= 2:
             model.X = _csr(arr("x_data"), model.Z.indices, model.Z.indptr, (n_u, n_i))
             model.R = _csr(arr("r_data"), arr("r_indices"), arr("r_indptr"), (n_e, n_e))
+            n_p = n_u if cls._item_based else n_i
+            model.P = _csr(arr("p_data"), arr("p_indices"), arr("p_indptr"), (n_p, n_p))
+            model.blend_w = arr("blend_w")
+            _check_blend(model.P, model.blend_w, (n_p, n_p))
         elif model._config.ranking == "topn":  # a version-1 model has no ranking graph
             model._config = model._config.model_copy(update={"ranking": "evidence"})
         return model
@@ -443,6 +520,16 @@ class UserUserKNN(KNNRecommender):
 
     algo = "user-user"
     _item_based = False
+
+
+def _check_blend(P: sp.csr_matrix, w: np.ndarray, shape: tuple[int, int]) -> None:
+    """The blend's arrays are read in compiled code: validate them like the others."""
+    from movierec_recommender.models.integrity import ModelIntegrityError, check_csr
+
+    check_csr("P", P, shape)
+    expected = (0, 2 * len(BLEND_DAMPINGS) + 1)
+    if w.ndim != 1 or w.dtype.kind != "f" or len(w) not in expected or not np.isfinite(w).all():
+        raise ModelIntegrityError(f"blend_w: expected {expected[1]} finite weights or none")
 
 
 def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> Any:
