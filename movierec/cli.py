@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "movierec_simulator.cli",
     "movierec_ingestor.cli",
     "movierec_recommender.cli",
+    "movierec_operator.cli",
     "movierec.demo_cli",
 )
 

@@ -1,4 +1,5 @@
-"""``python -m movierec_operator [kopf run options]``: run the operator in standalone mode.
+"""``python -m movierec_operator [kopf run options]`` (also ``movierec operator``): run the operator
+in standalone mode.
 
 The same as ``kopf run -m movierec_operator.handlers --standalone --liveness=...``; without
 namespace options it watches ``$MOVIEREC_OPERATOR_NAMESPACE`` (or every namespace if unset).
@@ -8,24 +9,27 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 
-from kopf.cli import main
+LIVENESS = "http://0.0.0.0:8080/healthz"  # the chart's probes: /healthz on port 8080
 
 
-def run() -> None:
-    args = sys.argv[1:]
-    if not any(a.startswith(("-n", "--namespace", "-A", "--all-namespaces")) for a in args):
+def kopf_argv(args: Sequence[str]) -> list[str]:
+    """``kopf run`` arguments for the operator plus the caller's own options."""
+    extra = list(args)
+    if not any(a.startswith(("-n", "--namespace", "-A", "--all-namespaces")) for a in extra):
         namespace = os.environ.get("MOVIEREC_OPERATOR_NAMESPACE")
-        args += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
-    sys.argv = [
-        "kopf",
-        "run",
-        "-m",
-        "movierec_operator.handlers",
-        "--standalone",
-        "--liveness=http://0.0.0.0:8080/healthz",
-        *args,
-    ]
+        extra += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+    if not any(a.startswith("--liveness") for a in extra):
+        extra.append(f"--liveness={LIVENESS}")
+    return ["run", "-m", "movierec_operator.handlers", "--standalone", *extra]
+
+
+def run(args: Sequence[str] | None = None) -> None:
+    """Run Kopf in this process until it stops (it exits with its own status)."""
+    from kopf.cli import main
+
+    sys.argv = ["kopf", *kopf_argv(sys.argv[1:] if args is None else args)]
     main()
 
 

@@ -171,12 +171,31 @@ class QueryFn(Protocol):
 
 
 class Prometheus:
-    """A minimal Prometheus HTTP API client: instant queries reduced to one number."""
+    """A minimal Prometheus HTTP API client: instant queries reduced to one number. Each
+    attempt has a connect and read timeout; refused connections, timeouts and 502/503/504 are
+    retried ``retries`` times with a short backoff, then the analysis holds (no verdict)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retries = retries
         self._session = requests.Session()
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=("GET",),
+            backoff_factor=0.2,
+            raise_on_status=False,  # the last 5xx answer is reported as such
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def query(self, promql: str) -> float | None:
         """The single value of an instant query; ``None`` for no data, NaN or +-Inf."""
@@ -185,8 +204,11 @@ class Prometheus:
                 f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=self.timeout
             )
         except requests.RequestException as exc:
+            cause = exc.__context__ or exc.__cause__
+            detail = type(getattr(cause, "reason", None) or exc).__name__
             raise PrometheusError(
-                f"Prometheus at {self.base_url} unreachable ({type(exc).__name__})"
+                f"PrometheusUnavailable: {self.base_url}: {detail} "
+                f"(after {self.retries + 1} attempts of {self.timeout:g}s)"
             ) from exc
         if resp.status_code == 400:
             raise PrometheusError(f"Prometheus rejected the query {promql!r}: {resp.text[:300]}")

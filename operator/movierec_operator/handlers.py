@@ -36,19 +36,48 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # A deleted object waits for its timer to exit; a tick in flight (sync, in a thread) is not
     # "instant", and Kopf would then re-check only after 60 s, holding the deletion that long.
     settings.background.cancellation_polling = 1
-    # Restricted mode: no cluster-wide list/watch of namespaces and CRDs, so the namespaced Role
-    # in manifests/operator is enough (the CRD must exist before the operator starts).
+    # Restricted mode: no cluster-wide list/watch of namespaces and CRDs, so the chart's
+    # namespaced Role is enough (the CRD must exist before the operator starts).
     settings.scanning.disabled = not ours.scan_cluster
     metrics = RolloutMetrics()
     if ours.metrics_port:
         prometheus_client.start_http_server(ours.metrics_port, registry=metrics.registry)
+    kube = k8s.Kube(k8s.make_api_client(ours.kubeconfig), timeout=ours.request_timeout_seconds)
+    # Without list/watch on RecommenderModels nothing works: stop now with the reason instead of
+    # reporting healthy and failing later (a RoleBinding naming another namespace did that).
+    problem = kube.watch_problem(ours.namespace)
+    if problem:
+        log.error("the operator cannot start: %s", problem)
+        raise kopf.PermanentError(problem)
     memo.deps = Deps(
         settings=ours,
-        kube=k8s.Kube(k8s.make_api_client(ours.kubeconfig), timeout=ours.request_timeout_seconds),
-        registry=Registry(ours.mlflow_tracking_uri),
-        prometheus=Prometheus(ours.prometheus_url, timeout=ours.request_timeout_seconds),
+        kube=kube,
+        registry=Registry(
+            ours.mlflow_tracking_uri,
+            timeout=ours.outbound_timeout_seconds,
+            retries=ours.outbound_retries,
+        ),
+        prometheus=Prometheus(
+            ours.prometheus_url,
+            timeout=ours.outbound_timeout_seconds,
+            retries=ours.outbound_retries,
+        ),
         metrics=metrics,
     )
+
+
+@kopf.on.probe(id="watch")
+def watch_works(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness/readiness (``--liveness``; Kopf caches it 10 s): fails while the operator may
+    not list RecommenderModels, e.g. after its RoleBinding was removed."""
+    deps = memo.get("deps")
+    if deps is None:
+        raise kopf.PermanentError("not configured yet")
+    problem = deps.kube.watch_problem(deps.settings.namespace)
+    if problem:
+        log.error("health check: %s", problem)
+        raise kopf.PermanentError(problem)
+    return "ok"
 
 
 @kopf.on.login()
@@ -59,27 +88,27 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     return k8s.connection_info(k8s.make_api_client(ours.kubeconfig))
 
 
-def _reconcile(memo: Any, namespace: str | None, name: str) -> None:
+def _reconcile(memo: Any, namespace: str | None, name: str, retry: int) -> None:
     if namespace is None:  # the CRD is namespaced; Kopf types allow cluster-scoped objects too
         return
     # Timers and change handlers of one object may run at once in Kopf's thread pool.
     lock = memo.setdefault("lock", threading.Lock())
     with lock:
-        reconcile(memo.deps, namespace, name)
+        reconcile(memo.deps, namespace, name, retry=retry)
 
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def on_change(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+def on_change(namespace: str | None, name: str, memo: Any, retry: int, **_: Any) -> None:
     """The spec changed (or the operator restarted): act on it now, not at the next tick."""
-    _reconcile(memo, namespace, name)
+    _reconcile(memo, namespace, name, retry)
 
 
 @kopf.timer(*RESOURCE, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
-def tick(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+def tick(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     """Level-based: poll the alias, analyse a due canary, and repair drifted children."""
-    _reconcile(memo, namespace, name)
+    _reconcile(memo, namespace, name, int(kwargs.get("retry") or 0))
 
 
 @kopf.on.cleanup()

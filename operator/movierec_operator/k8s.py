@@ -81,6 +81,7 @@ class Kube:
     """The Kubernetes calls the operator makes, nothing else."""
 
     def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -109,6 +110,47 @@ class Kube:
             raise kopf.TemporaryError(f"{what}: object vanished while patching", delay=2)
         if result == Result.CONFLICT:
             raise kopf.TemporaryError(f"{what}: conflicting update, retrying", delay=1)
+
+    def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment or ConfigMap the operator owns, as plain JSON (``None``: not there)."""
+        read = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "ConfigMap": self.core.read_namespaced_config_map,
+        }[kind]
+        _, obj = call(
+            read, name, namespace, what=f"read {kind} {namespace}/{name}",
+            _request_timeout=self.timeout,
+        )  # fmt: skip
+        return None if obj is None else dict(self.api.sanitize_for_serialization(obj))
+
+    def watch_problem(self, namespace: str | None) -> str | None:
+        """Why the operator cannot list (so cannot watch) RecommenderModels in ``namespace``
+        (``None``: every namespace); ``None`` when it can."""
+        where = f"namespace {namespace!r}" if namespace else "any namespace"
+        args = (constants.GROUP, constants.VERSION)
+        try:
+            if namespace:
+                self.custom.list_namespaced_custom_object(
+                    *args, namespace, constants.PLURAL, limit=1, _request_timeout=self.timeout
+                )
+            else:
+                self.custom.list_cluster_custom_object(
+                    *args, constants.PLURAL, limit=1, _request_timeout=self.timeout
+                )
+        except ApiException as exc:
+            if exc.status in (401, 403):
+                return (
+                    f"cannot list recommendermodels.{constants.GROUP} in {where}: "
+                    f"{exc.status} {_message(exc)}. The operator's ServiceAccount needs the "
+                    "Role and a RoleBinding whose subject names the ServiceAccount's namespace "
+                    "(the chart installs both in the release namespace)"
+                )
+            if exc.status == 404:
+                return f"the RecommenderModel CRD is not installed: {_message(exc)}"
+            return f"listing recommendermodels in {where}: API server answered {exc.status}"
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return f"listing recommendermodels in {where}: API server unreachable: {exc}"
+        return None
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The RecommenderModel as the API server has it now (``None`` once deleted)."""

@@ -16,29 +16,51 @@ T = TypeVar("T")
 
 
 class RegistryUnavailableError(RuntimeError):
-    """MLflow did not answer (retried later)."""
+    """MLflow did not answer (retried later); ``reason`` is one line a person can act on."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class VersionNotFoundError(LookupError):
     """The model, version or alias does not exist (a person must fix the spec or the registry)."""
 
 
-def _quiet_retries() -> None:
-    # MLflow's client retries a dead server for minutes by default; the operator retries itself
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+def _bound_calls(timeout: float, retries: int) -> None:
+    """MLflow's client retries a dead server for minutes by default (120 s x 7 tries); the
+    operator bounds each call and retries the whole reconciliation itself, with the reason in
+    status. MLflow reads these per request and takes whole seconds."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(timeout)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0.5"
+
+
+def error_class(exc: BaseException) -> str:
+    """The innermost cause's class name: ``ConnectionRefusedError``, ``TimeoutError``, ..."""
+    seen: set[int] = set()
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return type(exc).__name__
+        seen.add(id(exc))
+        exc = nxt
 
 
 class Registry:
     """The few MLflow Model Registry calls the operator makes."""
 
-    def __init__(self, tracking_uri: str) -> None:
-        _quiet_retries()
+    def __init__(self, tracking_uri: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+        _bound_calls(timeout, retries)
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _unavailable(self, what: str, exc: BaseException) -> RegistryUnavailableError:
+        reason = f"MLflowUnavailable: {self.tracking_uri}: {error_class(exc)}"
+        return RegistryUnavailableError(f"{what}: {reason}: {exc}", reason=reason)
 
     def _run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         from mlflow.exceptions import MlflowException
@@ -52,9 +74,9 @@ class Registry:
                 "NOT_FOUND",
             ):
                 raise VersionNotFoundError(f"{what}: {exc.message}") from exc
-            raise RegistryUnavailableError(f"{what}: MLflow at {self.tracking_uri}: {exc}") from exc
+            raise self._unavailable(what, exc) from exc
         except OSError as exc:
-            raise RegistryUnavailableError(f"{what}: MLflow at {self.tracking_uri}: {exc}") from exc
+            raise self._unavailable(what, exc) from exc
 
     def resolve(self, model_name: str, *, version: str | None, alias: str | None) -> str:
         """The version number to serve: the pinned one (checked to exist) or the alias' target."""

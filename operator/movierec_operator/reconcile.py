@@ -3,6 +3,7 @@ analyse the canary when due, decide, apply the children, record the outcome, wri
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from movierec_operator import builders, constants, status
+from movierec_operator import availability, builders, constants, images, status
 from movierec_operator.analysis import (
     CheckResult,
     Prometheus,
@@ -73,7 +74,14 @@ def policy_of(spec: ModelSpec, settings: Settings) -> Policy:
     )
 
 
-def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None) -> None:
+def retry_delay(retry: int) -> float:
+    """Backoff for an outage (MLflow down): 15 s, 30 s, 60 s ... at most 5 minutes."""
+    return float(min(300, 15 * 2 ** min(retry, 5)))
+
+
+def reconcile(
+    deps: Deps, namespace: str, name: str, *, now: float | None = None, retry: int = 0
+) -> None:
     """Bring one RecommenderModel a step closer to its spec. Idempotent and restart-safe: every
     decision is made from the object's current ``status``, written back before side effects
     that must not repeat."""
@@ -83,10 +91,15 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
         return
     meta, raw_status = body["metadata"], body.get("status") or {}
     generation = meta.get("generation")
+    settings = deps.settings
     try:
         spec = parse_spec(body.get("spec") or {})
     except SpecError as exc:
         _fail(deps, body, "InvalidSpec", f"{exc}. Fix the RecommenderModel spec.", now)
+        return
+    refused = images.refusal(spec.image, settings.allowed_image_prefixes, settings.image)
+    if refused:
+        _fail(deps, body, "ImageNotAllowed", refused, now)
         return
 
     state = status.read_state(raw_status)
@@ -95,7 +108,8 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
             spec.model_name, version=spec.version, alias=spec.follow_alias
         )
     except RegistryUnavailableError as exc:
-        raise kopf.TemporaryError(str(exc), delay=15) from exc
+        _blocked(deps, body, state, exc.reason, now)
+        raise kopf.TemporaryError(str(exc), delay=retry_delay(retry)) from exc
     except VersionNotFoundError as exc:
         source = f"alias {spec.follow_alias!r}" if spec.follow_alias else f"version {spec.version}"
         message = (
@@ -108,7 +122,8 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
         desired = None  # keep serving what runs; say why nothing moves
         log.warning("%s/%s: %s", namespace, name, message)
 
-    policy = policy_of(spec, deps.settings)
+    policy = policy_of(spec, settings)
+    gate = _Gate(deps, body, raw_status, now)
     results: list[CheckResult] | None = None
     if (
         desired is not None
@@ -116,7 +131,9 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
         and not spec.force_promote
         and analysis_due(policy, state, now)
     ):
-        results = _analyse(deps, spec, state, policy)
+        # a canary whose pods are not serving has nothing to judge: hold (fail after the deadline)
+        blocked = gate.check(constants.TRACK_CANARY, state.canary_version)
+        results = [blocked] if blocked else _analyse(deps, spec, state, policy)
     outcomes = (
         [CheckOutcome(r.name, r.verdict, r.detail) for r in results]
         if results is not None
@@ -125,38 +142,56 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
     action = decide(policy, state, Observations(desired, now, outcomes))
     new_state = transition(policy, state, action, now)
     log.info("%s/%s: %s (%s)", namespace, name, action.kind, action.reason)
-
-    if action.kind in (ActionKind.PROMOTE, ActionKind.FORCE_PROMOTE):
+    promoting = action.kind in (ActionKind.PROMOTE, ActionKind.FORCE_PROMOTE)
+    # a restart (or an unavailable Deployment) may finish a promotion later: keep its reason
+    promotion_reason = (
+        raw_status.get("promotionReason") or action.reason
+        if promoting and state.phase == Phase.PROMOTING
+        else action.reason
+    )
+    if promoting:
         # persist "Promoting" first: a restart from here finishes the promotion, never re-judges
         _write_status(
-            deps,
-            body,
-            new_state,
-            action=action,
-            results=results,
-            now=now,
-            generation=generation,
-            desired=desired,
-        )
+            deps, body, new_state, action=action, results=results, now=now,
+            generation=generation, desired=desired,
+            extra={"promotionReason": promotion_reason, **gate.fields()},
+        )  # fmt: skip
+        finished = finish_promotion(new_state, now)
+        _apply_children(deps, body, spec, finished)
+        unavailable = gate.check(constants.TRACK_STABLE, finished.stable_version, stable=True)
+        if unavailable is not None:
+            _hold(
+                deps, body, new_state, action=action, gate=gate, unavailable=unavailable,
+                generation=generation, desired=desired,
+            )  # fmt: skip
+            return
         outcome = Outcome.FORCE_PROMOTED if new_state.force_promoted else Outcome.PROMOTED
-        _apply_children(deps, body, spec, finish_promotion(new_state, now))
         _record(
-            deps, spec, new_state.canary_version, outcome=outcome, reason=action.reason, now=now
+            deps, spec, new_state.canary_version, outcome=outcome, reason=promotion_reason, now=now
         )
-        new_state = finish_promotion(new_state, now)
+        new_state = finished
+        action = Action(action.kind, promotion_reason, action.version)
     else:
         _apply_children(deps, body, spec, new_state)
+        if new_state.phase == Phase.STABLE:
+            unavailable = gate.check(constants.TRACK_STABLE, new_state.stable_version, stable=True)
+            if unavailable is not None:
+                waiting = dataclasses.replace(new_state, phase=Phase.PROGRESSING)
+                _hold(
+                    deps, body, waiting, action=action, gate=gate, unavailable=unavailable,
+                    generation=generation, desired=desired,
+                )  # fmt: skip
+                if action.kind == ActionKind.INITIALIZE:
+                    deps.kube.event(
+                        body, type_="Normal", reason="Initialized", message=action.reason
+                    )
+                return
 
     _write_status(
-        deps,
-        body,
-        new_state,
-        action=action,
-        results=results,
-        now=now,
-        generation=generation,
-        desired=desired,
-    )
+        deps, body, new_state, action=action, results=results, now=now,
+        generation=generation, desired=desired,
+        extra={"promotionReason": None, **gate.fields()},
+    )  # fmt: skip
     if action.kind == ActionKind.ROLL_BACK and action.version:
         # after the status: a rollback must stand even when MLflow is down for the tag
         try:
@@ -181,6 +216,83 @@ def reconcile(deps: Deps, namespace: str, name: str, *, now: float | None = None
             message=action.reason,
         )
     deps.metrics.observe(f"{namespace}/{name}", new_state.phase, new_state.canary_weight)
+
+
+class _Gate:
+    """Availability of the operator's Deployments, and since when one has not been available
+    (``status.unavailableSince``: the deadline counts from there)."""
+
+    def __init__(self, deps: Deps, body: dict[str, Any], raw_status: dict[str, Any], now: float):
+        self.deps, self.body, self.now = deps, body, now
+        since = raw_status.get("unavailableSince")
+        self.since: float | None = status.epoch(since) if since else None
+        self.checked = False
+        self.blocked = False
+
+    def check(self, track: str, version: str | None, *, stable: bool = False) -> CheckResult | None:
+        """``None`` when ``track``'s Deployment serves ``version``; else a check result that
+        holds (inconclusive) or, past the deadline, fails."""
+        settings = self.deps.settings
+        if not settings.require_available_deployments or version is None:
+            return None
+        meta = self.body["metadata"]
+        found = self.deps.kube.get_child(
+            "Deployment", meta["namespace"], builders.child_name(meta["name"], track)
+        )
+        seen = availability.of(found, version=version)
+        self.checked = True
+        if seen.available:
+            return None
+        self.blocked = True
+        if self.since is None:
+            self.since = self.now
+        waited = self.now - self.since
+        deadline = settings.deployment_deadline_seconds
+        if waited > deadline:
+            detail = f"{seen.message} (for {waited:.0f}s, deadline {deadline:.0f}s)"
+            return CheckResult("deployment", Verdict.FAIL, None, None, "available", None, detail)
+        return CheckResult("deployment", Verdict.INCONCLUSIVE, None, None, "available", None,
+                           seen.message)  # fmt: skip
+
+    def fields(self) -> dict[str, Any]:
+        if self.checked and not self.blocked:
+            self.since = None
+        return {
+            "unavailableSince": status.rfc3339(self.since, precise=True) if self.since else None
+        }
+
+
+def _hold(
+    deps: Deps,
+    body: dict[str, Any],
+    state: RolloutState,
+    *,
+    action: Action,
+    gate: _Gate,
+    unavailable: CheckResult,
+    generation: int | None,
+    desired: str | None,
+) -> None:
+    """The Deployment that should serve is not available: say so (status, one Warning Event
+    per distinct message); past the deadline the object fails."""
+    message = unavailable.detail
+    if unavailable.verdict == Verdict.FAIL:
+        _fail(deps, body, "DeploymentUnavailable", message, gate.now, extra=gate.fields())
+        return
+    previous = (body.get("status") or {}).get("message")
+    overrides = {
+        "Ready": ("False", "DeploymentUnavailable", message),
+        "Progressing": ("True", "DeploymentUnavailable", message),
+    }
+    _write_status(
+        deps, body, state, action=action, results=None, now=gate.now, generation=generation,
+        desired=desired, message=message, overrides=overrides, extra=gate.fields(),
+    )  # fmt: skip
+    if previous != message:
+        deps.kube.event(body, type_="Warning", reason="DeploymentUnavailable", message=message)
+    deps.metrics.observe(
+        f"{body['metadata']['namespace']}/{body['metadata']['name']}", state.phase, 0
+    )
 
 
 def _analyse(deps: Deps, spec: ModelSpec, state: RolloutState, policy: Policy) -> list[CheckResult]:
@@ -210,12 +322,18 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
     if state.stable_version is None:
         return
     settings = deps.settings
+    meta = body["metadata"]
     common = {
         "model_name": spec.model_name,
         "image": spec.image or settings.image,
+        "image_pull_policy": settings.image_pull_policy,
         "tracking_uri": settings.serving_tracking_uri or settings.mlflow_tracking_uri,
     }
     canary_on = state.canary_active and state.canary_version is not None
+    weight = state.canary_weight if canary_on else 0
+    current_flags = deps.kube.get_child(
+        "ConfigMap", meta["namespace"], builders.flag_configmap_name(meta["name"])
+    )
     objects = [
         builders.build_deployment(
             body,
@@ -235,7 +353,11 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
         ),
         builders.build_service(body, track=constants.TRACK_STABLE),
         builders.build_service(body, track=constants.TRACK_CANARY),
-        builders.build_flag_configmap(body, canary_weight=state.canary_weight if canary_on else 0),
+        builders.build_flag_configmap(
+            body,
+            canary_weight=weight,
+            version=builders.next_flag_version(current_flags, weight, now=time.time()),
+        ),
     ]
     for obj in objects:
         deps.kube.apply(obj)
@@ -262,26 +384,83 @@ def _write_status(
     now: float,
     generation: int | None,
     desired: str | None,
+    message: str | None = None,
+    overrides: dict[str, tuple[str, str, str]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     old = body.get("status") or {}
-    fields: dict[str, Any] = {**status.state_fields(state), "observedGeneration": generation}
+    fields: dict[str, Any] = {
+        **status.state_fields(state),
+        "observedGeneration": generation,
+        **(extra or {}),
+    }
     if desired is not None:
         fields["desiredVersion"] = desired
-    quiet = action.kind == ActionKind.NOTHING and action.reason == "waiting for the next analysis"
+    quiet = (
+        action.kind == ActionKind.NOTHING
+        and action.reason == "waiting for the next analysis"
+        and not overrides
+    )
     if not quiet or not old.get("conditions"):
-        fields["message"] = action.reason
+        fields["message"] = message or action.reason
         fields["conditions"] = status.build_conditions(
-            old.get("conditions"), state, action, now=now, generation=generation
+            old.get("conditions"),
+            state,
+            action,
+            now=now,
+            generation=generation,
+            overrides=overrides,
         )
     if results is not None:
         fields.update(status.analysis_fields(results, now))
     if all(old.get(k) == v for k, v in fields.items()):
         return  # nothing new: no write, no watch event, no resourceVersion churn
+    # conditions keep lastTransitionTime when nothing flipped, so equal lists mean "no change"
     deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
     body["status"] = {**old, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def _fail(deps: Deps, body: dict[str, Any], reason: str, message: str, now: float) -> None:
+def _blocked(
+    deps: Deps, body: dict[str, Any], state: RolloutState, reason: str, now: float
+) -> None:
+    """MLflow cannot be reached: the reason in ``status`` (a new object shows ``Holding``, a
+    running one keeps its phase) and one Warning Event per distinct reason."""
+    old = body.get("status") or {}
+    if old.get("message") == reason:
+        return
+    generation = body["metadata"].get("generation")
+    phase = state.phase or Phase.HOLDING
+    ready = (
+        ("True", "MLflowUnavailable", f"version {state.stable_version} keeps serving; {reason}")
+        if state.stable_version
+        else ("False", "MLflowUnavailable", reason)
+    )
+    fields = {
+        "phase": str(phase),
+        "message": reason,
+        "observedGeneration": generation,
+        "conditions": status.build_conditions(
+            old.get("conditions"),
+            dataclasses.replace(state, phase=phase),
+            Action(ActionKind.NOTHING, reason),
+            now=now,
+            generation=generation,
+            overrides={"Ready": ready},
+        ),
+    }
+    deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
+    deps.kube.event(body, type_="Warning", reason="MLflowUnavailable", message=reason)
+
+
+def _fail(
+    deps: Deps,
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    now: float,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Phase Failed with a message a person can act on; one Event per distinct message."""
     old = body.get("status") or {}
     generation = body["metadata"].get("generation")
@@ -297,6 +476,7 @@ def _fail(deps: Deps, body: dict[str, Any], reason: str, message: str, now: floa
         "conditions": status.build_conditions(
             old.get("conditions"), failed, action, now=now, generation=generation
         ),
+        **(extra or {}),
     }
     deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
     deps.kube.event(body, type_="Warning", reason=reason, message=message)

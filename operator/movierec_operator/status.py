@@ -19,7 +19,8 @@ def rfc3339(epoch: float, *, precise: bool = False) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime(fmt)
 
 
-def _epoch(text: str | None) -> float | None:
+def epoch(text: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 time (``None`` stays ``None``)."""
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -37,7 +38,7 @@ def read_state(status: Mapping[str, Any] | None) -> RolloutState:
         step_index=int(status.get("stepIndex") or 0),
         failed_checks=int(status.get("failedChecks") or 0),
         rolled_back_version=status.get("rolledBackVersion"),
-        step_started=_epoch(status.get("stepStartedAt")),
+        step_started=epoch(status.get("stepStartedAt")),
         force_promoted=bool(status.get("forcePromoted", False)),
     )
 
@@ -105,11 +106,14 @@ def build_conditions(
     *,
     now: float,
     generation: int | None,
+    overrides: Mapping[str, tuple[str, str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ready, Progressing and Promoted; lastTransitionTime moves only when a status flips."""
+    """Ready, Progressing and Promoted; lastTransitionTime moves only when a status flips.
+    ``overrides`` (type -> status, reason, message) say what blocks the state machine: an
+    unavailable Deployment or registry."""
     old = {c.get("type"): dict(c) for c in previous or []}
     out = []
-    values = _condition_values(state, action)
+    values = {**_condition_values(state, action), **(overrides or {})}
     for ctype in CONDITION_TYPES:
         if ctype not in values:
             if ctype in old:

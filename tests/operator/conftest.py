@@ -66,14 +66,26 @@ def operator_factory(
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def make(*, prometheus_url: str, kubeconfig: Path | None = None) -> Operator:
+    def make(
+        *,
+        prometheus_url: str,
+        kubeconfig: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Operator:
         kubeconfig = kubeconfig or cluster.kubeconfig
         env = {
             "MOVIEREC_OPERATOR_PROMETHEUS_URL": prometheus_url,
             "MOVIEREC_OPERATOR_MLFLOW_TRACKING_URI": mlflow_uri,
             "MOVIEREC_OPERATOR_KUBECONFIG": str(kubeconfig),
+            "MOVIEREC_OPERATOR_NAMESPACE": cluster.namespace,
             "MOVIEREC_OPERATOR_METRICS_PORT": "0",
             "MOVIEREC_OPERATOR_IMAGE": "movierec:test",
+            "MOVIEREC_OPERATOR_OUTBOUND_TIMEOUT_SECONDS": "2",
+            "MOVIEREC_OPERATOR_OUTBOUND_RETRIES": "1",
+            # These tests judge the rollout logic; their pods run no real image. The tests of
+            # availability (test_op_availability_cluster.py) turn this back on.
+            "MOVIEREC_OPERATOR_REQUIRE_AVAILABLE_DEPLOYMENTS": "false",
+            **(env or {}),
         }
         op = Operator(cluster, kubeconfig, env, monkeypatch)
         started.append(op)
@@ -95,6 +107,12 @@ def operator_factory(
             pytest.fail(f"deleting the RecommenderModels hung on the finalizer: {out}")
     for op in started:
         op.stop()
+
+
+@pytest.fixture
+def unused_prometheus() -> str:
+    """A Prometheus URL for tests whose rollouts never reach an analysis."""
+    return "http://127.0.0.1:9"
 
 
 @pytest.fixture

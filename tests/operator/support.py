@@ -17,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "recommendermodels.movierec.io.yaml"
 MANIFESTS = REPO / "manifests"
+CHART = REPO / "charts" / "movierec"
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 
 
 def wait_for(
@@ -236,12 +238,17 @@ class Operator:
     monkeypatch: pytest.MonkeyPatch
     runner: Any = None
 
+    health_port: int = 0
+
     def start(self) -> None:
         from kopf.testing import KopfRunner
+
+        from harness.ports import free_port
 
         for key, value in self.env.items():
             self.monkeypatch.setenv(key, value)
         self.monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
+        self.health_port = free_port()
         self.runner = KopfRunner(
             [
                 "run",
@@ -249,10 +256,34 @@ class Operator:
                 "movierec_operator.handlers",
                 "--standalone",
                 f"--namespace={self.cluster.namespace}",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
             ],
             timeout=60,
+            reraise=False,
         )
         self.runner.__enter__()
+
+    def health(self) -> tuple[int, str]:
+        """(HTTP status, body) of the operator's liveness endpoint; (0, error) when closed."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError as err:
+            return 0, str(err)
+
+    def exited(self, timeout: float) -> Any:
+        """The CLI result once the operator stopped by itself (fails if it keeps running)."""
+        assert self.runner is not None
+        result = self.runner.future.result(timeout=timeout)
+        runner, self.runner = self.runner, None
+        runner.__exit__(None, None, None)
+        return result
 
     def stop(self) -> None:
         if self.runner is not None:
@@ -265,9 +296,77 @@ class Operator:
         return self.runner is not None
 
 
-def install_rbac(cluster: Cluster) -> None:
-    """The operator's ServiceAccount, Role and RoleBinding from manifests/operator/."""
-    for name in ("serviceaccount", "role", "rolebinding"):
-        text = (MANIFESTS / "operator" / f"{name}.yaml").read_text()
-        text = text.replace("namespace: movierec", f"namespace: {cluster.namespace}")
-        cluster.kubectl("apply", "-f", "-", stdin=text)
+def chart_rbac(namespace: str, release: str = "movierec") -> list[dict[str, Any]]:
+    """The operator's ServiceAccount, Role and RoleBinding as the chart renders them for a
+    release in ``namespace`` (the chart is the one way to install the operator)."""
+    import yaml
+
+    from harness.helm_build import ensure_installed
+
+    out = subprocess.run(
+        [str(ensure_installed()), "template", release, str(CHART), "--namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    rbac = [
+        d
+        for d in docs
+        if d["kind"] in RBAC_KINDS
+        and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "operator"
+    ]
+    assert sorted(d["kind"] for d in rbac) == sorted(RBAC_KINDS), [d["kind"] for d in rbac]
+    return rbac
+
+
+def install_rbac(cluster: Cluster, *, release: str = "movierec") -> str:
+    """Apply the chart's operator RBAC in the test namespace; the ServiceAccount's name."""
+    docs = chart_rbac(cluster.namespace, release)
+    for doc in docs:
+        cluster.apply(doc)
+    (account,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    return account
+
+
+def sa_kubeconfig(cluster: Cluster, tmp_path: Path, *, rbac: bool = True) -> Path:
+    """A kubeconfig for the operator's ServiceAccount (the chart's RBAC, nothing more; with
+    ``rbac=False`` the ServiceAccount alone, bound to nothing)."""
+    if rbac:
+        account = install_rbac(cluster)
+    else:
+        (account,) = [
+            d["metadata"]["name"]
+            for d in chart_rbac(cluster.namespace)
+            if d["kind"] == "ServiceAccount"
+        ]
+        cluster.kubectl("create", "serviceaccount", account)
+    token = cluster.kubectl("create", "token", account, "--duration=1h").strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    server = admin["clusters"][0]["cluster"]["server"]
+    path = tmp_path / "operator-kubeconfig.json"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "operator",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "operator",
+                        "context": {
+                            "cluster": "c",
+                            "user": "operator",
+                            "namespace": cluster.namespace,
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    return path

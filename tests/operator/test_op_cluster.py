@@ -1,13 +1,15 @@
 """The CRD on the real API server: it installs, `kubectl get rm` shows the printer columns, invalid
-objects are rejected with clear messages, and the manifests' Role grants exactly what is needed."""
+objects are rejected with clear messages, the chart's operator Role grants exactly what is needed
+in whatever namespace it is installed, and operator-built pods pass `restricted` admission."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from movierec_operator import builders
 
-from tests.operator.support import MANIFESTS, Cluster, install_rbac
+from tests.operator.support import MANIFESTS, Cluster, chart_rbac, install_rbac
 
 pytestmark = pytest.mark.k8s
 
@@ -67,12 +69,39 @@ def test_kubectl_get_rm_shows_the_printer_columns(cluster: Cluster) -> None:
     assert "MESSAGE" in wide.split()
 
 
-def test_every_example_and_operator_manifest_is_accepted(cluster: Cluster) -> None:
-    for example in sorted((MANIFESTS / "examples").glob("*.yaml")):
+def test_every_example_is_accepted(cluster: Cluster) -> None:
+    examples = sorted((MANIFESTS / "examples").glob("*.yaml"))
+    assert examples
+    for example in examples:
         cluster.kubectl("apply", "--dry-run=server", "-f", str(example))
-    out = cluster.kubectl("apply", "--dry-run=server", "-f", str(MANIFESTS / "operator"))
-    for kind in ("serviceaccount", "role.rbac", "rolebinding.rbac", "deployment.apps"):
-        assert kind in out and "created (server dry run)" in out
+    # the chart is the one way to install the operator: no second set of manifests to drift
+    assert not (MANIFESTS / "operator").exists()
+
+
+def test_operator_built_pods_are_admitted_where_restricted_is_enforced(cluster: Cluster) -> None:
+    cluster.kubectl(
+        "label", "namespace", cluster.namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    owner = {
+        "apiVersion": "movierec.io/v1alpha1",
+        "kind": "RecommenderModel",
+        "metadata": {"name": "movies", "namespace": cluster.namespace, "uid": "0000"},
+    }
+    template = builders.build_deployment(
+        owner,
+        track="stable",
+        model_name="movies",
+        version="1",
+        image="ghcr.io/movierec/movierec:0.1.0",
+        replicas=1,
+        tracking_uri="http://mlflow:5000",
+    )["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, **template}
+    pod["metadata"] = {**template["metadata"], "name": "probe"}
+    out = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(pod), check=False
+    )
+    assert "created (server dry run)" in out and "Warning" not in out, out
 
 
 INVALID = [
@@ -139,8 +168,8 @@ def test_invalid_models_are_rejected_with_a_clear_message(
     ],
 )
 def test_role_is_least_privilege(cluster: Cluster, verb: str, resource: str, allowed: bool) -> None:
-    install_rbac(cluster)
-    who = f"--as=system:serviceaccount:{cluster.namespace}:movierec-operator"
+    account = install_rbac(cluster)  # what the chart installs, in this (random) namespace
+    who = f"--as=system:serviceaccount:{cluster.namespace}:{account}"
     answer = cluster.kubectl("auth", "can-i", verb, resource, who, check=False).strip()
     assert answer.splitlines()[0] == ("yes" if allowed else "no")
     # and nothing beyond this namespace
@@ -148,3 +177,13 @@ def test_role_is_least_privilege(cluster: Cluster, verb: str, resource: str, all
         "auth", "can-i", verb, resource, who, "--namespace=default", check=False
     ).strip()
     assert other.splitlines()[0] == "no"
+
+
+def test_chart_rbac_binds_the_release_namespace() -> None:
+    # the RoleBinding's subject used to be fixed to `movierec`: 403s anywhere else
+    docs = chart_rbac("team-a", release="recs")
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "team-a"}
+    ]

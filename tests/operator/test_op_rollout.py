@@ -17,7 +17,7 @@ from tests.operator.support import (
     Operator,
     Registry,
     TrackBehaviour,
-    install_rbac,
+    sa_kubeconfig,
     wait_for,
 )
 
@@ -108,39 +108,6 @@ def phase_is(phase: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
-def sa_kubeconfig(cluster: Cluster, tmp_path: Path) -> Path:
-    """A kubeconfig for the operator's ServiceAccount (manifests/operator RBAC, nothing more)."""
-    install_rbac(cluster)
-    token = cluster.kubectl("create", "token", "movierec-operator", "--duration=1h").strip()
-    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json"))
-    server = admin["clusters"][0]["cluster"]["server"]
-    path = tmp_path / "operator-kubeconfig.json"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "operator",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
-                ],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [
-                    {
-                        "name": "operator",
-                        "context": {
-                            "cluster": "c",
-                            "user": "operator",
-                            "namespace": cluster.namespace,
-                        },
-                    }
-                ],
-            }
-        )
-    )
-    return path
-
-
 def test_healthy_alias_version_walks_every_step_and_is_promoted(
     *,
     cluster: Cluster,
@@ -154,7 +121,7 @@ def test_healthy_alias_version_walks_every_step_and_is_promoted(
     registry.client.set_registered_model_alias(registry.model_name, "challenger", v1)
     metrics_source.set("stable", v1, HEALTHY)
     metrics_source.set("canary", v2, HEALTHY)
-    # run as the ServiceAccount of manifests/operator: the Role must be enough for a whole rollout
+    # run as the chart's operator ServiceAccount: its Role must be enough for a whole rollout
     op = operator_factory(
         prometheus_url=scraping_prometheus, kubeconfig=sa_kubeconfig(cluster, tmp_path)
     )
