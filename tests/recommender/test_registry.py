@@ -223,9 +223,48 @@ def test_a_corrupted_artifact_is_refused_with_the_version_named(
     ):
         registry.download_model(f"models:/{mlflow_names.model}/{version}", mlflow_uri)
 
-    # without the registered checksum, loading itself still catches it
+    # without the registered checksum the version is refused outright ...
     client.delete_model_version_tag(mlflow_names.model, version, "artifact_sha256")
+    with pytest.raises(registry.ModelArtifactError, match=r"no artifact_sha256 tag.*ALLOW"):
+        registry.download_model(f"models:/{mlflow_names.model}/{version}", mlflow_uri)
+    # ... and when explicitly allowed, loading itself still catches the damage
     with pytest.raises(
         registry.ModelArtifactError, match=rf"version {version}: artifact does not load"
     ):
-        registry.download_model(f"models:/{mlflow_names.model}/{version}", mlflow_uri)
+        registry.download_model(
+            f"models:/{mlflow_names.model}/{version}", mlflow_uri, allow_unverified=True
+        )
+
+
+@pytest.mark.mlflow
+def test_an_untagged_tampered_version_never_loads(
+    data: RatingsData,
+    mlflow_uri: str,
+    mlflow_names: MlflowNames,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Index arrays out of range, checksum tag removed: refused, and structurally caught even
+    when unverified versions are allowed."""
+    model = build_model("item-item").fit(data)
+    version = registry.log_and_register(
+        model,
+        snapshot(data),
+        {},
+        mlflow_names.model,
+        mlflow_uri,
+        experiment=mlflow_names.experiment,
+    )
+    client = MlflowClient(mlflow_uri, mlflow_uri)
+    source = client.get_model_version_download_uri(mlflow_names.model, version).rstrip("/")
+    repo = get_artifact_repository(f"{source}/{NATIVE_SUBPATH}", tracking_uri=mlflow_uri)
+    bad = tmp_path / "s_indices.npy"
+    np.save(bad, np.full_like(model.S.indices, 10_000), allow_pickle=False)
+    repo.log_artifact(str(bad))
+    client.delete_model_version_tag(mlflow_names.model, version, "artifact_sha256")
+    uri = f"models:/{mlflow_names.model}/{version}"
+    with pytest.raises(registry.ModelArtifactError, match="cannot be verified"):
+        registry.download_model(uri, mlflow_uri)
+    monkeypatch.setenv("MOVIEREC_ALLOW_UNVERIFIED_MODELS", "true")
+    with pytest.raises(registry.ModelArtifactError, match="ModelIntegrityError"):
+        registry.download_model(uri, mlflow_uri)

@@ -8,6 +8,7 @@ from typing import Any
 
 from movierec_recommender.models.base import Recommender
 from movierec_recommender.models.config import KNNConfig
+from movierec_recommender.models.integrity import check_knn
 from movierec_recommender.models.knn import ItemItemKNN, KNNRecommender, UserUserKNN
 from movierec_recommender.models.popular import MostPopular
 
@@ -44,4 +45,7 @@ def load_model(path: str | Path, mmap: bool = True) -> KNNRecommender:
     algo = meta.get("algo")
     if algo not in ALGOS:
         raise ValueError(f"{meta_file}: unknown algo {algo!r}")
-    return ALGOS[algo]._load(path, meta, mmap=mmap)
+    model = ALGOS[algo]._load(path, meta, mmap=mmap)
+    # Arrays are wrapped without scipy's checks: validate them all before anything uses them.
+    check_knn(model)
+    return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_USER = "__movierec_probe_user__"
+# Loading a version that has no registered checksum is refused unless this is "true": such a
+# version cannot be told apart from one whose files were swapped after registration.
+ALLOW_UNVERIFIED_ENV = "MOVIEREC_ALLOW_UNVERIFIED_MODELS"
+
+
+def _allow_unverified_default() -> bool:
+    return os.environ.get(ALLOW_UNVERIFIED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class ModelArtifactError(RuntimeError):
@@ -30,13 +38,19 @@ class ModelDownloadError(ModelArtifactError):
 
 
 def download_model(
-    uri: str, tracking_uri: str | None = None, *, dst_dir: str | Path | None = None
+    uri: str,
+    tracking_uri: str | None = None,
+    *,
+    dst_dir: str | Path | None = None,
+    allow_unverified: bool | None = None,
 ) -> tuple[Recommender, str]:
     """Load ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``; returns (model, version).
 
     The native dir is checked against the checksum recorded at registration, loaded with
     ``models.load_model`` and asked a probe prediction. ``dst_dir`` keeps the downloaded files
-    (default: a temporary dir removed once the model is loaded).
+    (default: a temporary dir removed once the model is loaded). A version without a recorded
+    checksum is refused unless `allow_unverified` (default: the `MOVIEREC_ALLOW_UNVERIFIED_MODELS`
+    variable) says otherwise.
     """
     import mlflow.artifacts
 
@@ -49,6 +63,15 @@ def download_model(
     mlflow_client = client(resolved)
     model_version = mlflow_client.get_model_version(ref.name, version)
     expected_sha = model_version.tags.get(TAG_ARTIFACT_SHA256)
+    if allow_unverified is None:
+        allow_unverified = _allow_unverified_default()
+    if expected_sha is None and not allow_unverified:
+        raise ModelArtifactError(
+            f"{what}: no {TAG_ARTIFACT_SHA256} tag, so its files cannot be verified; register "
+            f"it again, or set {ALLOW_UNVERIFIED_ENV}=true to load unverified versions"
+        )
+    if expected_sha is None:
+        log.warning("%s has no registered checksum: loading it unverified (allowed)", what)
     if model_version.model_id:
         # ask the tracking store directly: no process-global MLflow state on the serving path
         source = mlflow_client.get_logged_model(model_version.model_id).artifact_location
