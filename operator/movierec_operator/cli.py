@@ -5,21 +5,37 @@ from __future__ import annotations
 
 import argparse
 
-from movierec_operator.__main__ import run
+from movierec_operator.__main__ import LIVENESS, run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "operator",
         help="run the RecommenderModel operator (Kopf, standalone)",
-        description="Run the operator: kopf run --standalone, watching "
-        "$MOVIEREC_OPERATOR_NAMESPACE (else every namespace), health on :8080/healthz. "
-        "Settings: MOVIEREC_OPERATOR_* (docs/operator.md). Extra arguments go to `kopf run`.",
+        description="Run the operator (kopf run --standalone). Settings: MOVIEREC_OPERATOR_* "
+        "(docs/operator.md).",
     )
-    parser.add_argument("kopf_args", nargs=argparse.REMAINDER, help="options for `kopf run`")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="namespace to watch (repeatable; default: $MOVIEREC_OPERATOR_NAMESPACE, else all)",
+    )
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument(
+        "--liveness", default=LIVENESS, help=f"health endpoint (default {LIVENESS})"
+    )
+    parser.add_argument("--debug", action="store_true", help="Kopf's debug logging")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run(args.kopf_args)
+    kopf_args = [f"--liveness={args.liveness}"]
+    kopf_args += [f"--namespace={n}" for n in args.namespace or ()]
+    if args.all_namespaces:
+        kopf_args.append("--all-namespaces")
+    if args.debug:
+        kopf_args.append("--debug")
+    run(kopf_args)
     return 0

@@ -158,7 +158,7 @@ def reconcile(
         )  # fmt: skip
         finished = finish_promotion(new_state, now)
         _apply_children(deps, body, spec, finished)
-        unavailable = gate.check(constants.TRACK_STABLE, finished.stable_version, stable=True)
+        unavailable = gate.check(constants.TRACK_STABLE, finished.stable_version)
         if unavailable is not None:
             _hold(
                 deps, body, new_state, action=action, gate=gate, unavailable=unavailable,
@@ -174,7 +174,7 @@ def reconcile(
     else:
         _apply_children(deps, body, spec, new_state)
         if new_state.phase == Phase.STABLE:
-            unavailable = gate.check(constants.TRACK_STABLE, new_state.stable_version, stable=True)
+            unavailable = gate.check(constants.TRACK_STABLE, new_state.stable_version)
             if unavailable is not None:
                 waiting = dataclasses.replace(new_state, phase=Phase.PROGRESSING)
                 _hold(
@@ -226,10 +226,24 @@ class _Gate:
         self.deps, self.body, self.now = deps, body, now
         since = raw_status.get("unavailableSince")
         self.since: float | None = status.epoch(since) if since else None
+        self.warned = bool(raw_status.get("unavailableWarned"))
         self.checked = False
         self.blocked = False
 
-    def check(self, track: str, version: str | None, *, stable: bool = False) -> CheckResult | None:
+    @property
+    def waited(self) -> float:
+        return 0.0 if self.since is None else self.now - self.since
+
+    def should_warn(self) -> bool:
+        """A Warning Event once a Deployment has been unavailable for a while: pods starting
+        during every rollout are normal, pods that do not come up are news."""
+        grace = min(60.0, self.deps.settings.deployment_deadline_seconds / 2)
+        if self.waited < grace or self.warned:
+            return False
+        self.warned = True
+        return True
+
+    def check(self, track: str, version: str | None) -> CheckResult | None:
         """``None`` when ``track``'s Deployment serves ``version``; else a check result that
         holds (inconclusive) or, past the deadline, fails."""
         settings = self.deps.settings
@@ -246,19 +260,20 @@ class _Gate:
         self.blocked = True
         if self.since is None:
             self.since = self.now
-        waited = self.now - self.since
         deadline = settings.deployment_deadline_seconds
-        if waited > deadline:
-            detail = f"{seen.message} (for {waited:.0f}s, deadline {deadline:.0f}s)"
+        if self.waited > deadline:
+            # no counting seconds in the text: the same failure must read the same every tick
+            detail = f"{seen.message} (not available within the deadline of {deadline:g}s)"
             return CheckResult("deployment", Verdict.FAIL, None, None, "available", None, detail)
         return CheckResult("deployment", Verdict.INCONCLUSIVE, None, None, "available", None,
                            seen.message)  # fmt: skip
 
     def fields(self) -> dict[str, Any]:
         if self.checked and not self.blocked:
-            self.since = None
+            self.since, self.warned = None, False
         return {
-            "unavailableSince": status.rfc3339(self.since, precise=True) if self.since else None
+            "unavailableSince": status.rfc3339(self.since, precise=True) if self.since else None,
+            "unavailableWarned": True if self.warned else None,
         }
 
 
@@ -279,7 +294,7 @@ def _hold(
     if unavailable.verdict == Verdict.FAIL:
         _fail(deps, body, "DeploymentUnavailable", message, gate.now, extra=gate.fields())
         return
-    previous = (body.get("status") or {}).get("message")
+    warn = gate.should_warn()
     overrides = {
         "Ready": ("False", "DeploymentUnavailable", message),
         "Progressing": ("True", "DeploymentUnavailable", message),
@@ -288,7 +303,7 @@ def _hold(
         deps, body, state, action=action, results=None, now=gate.now, generation=generation,
         desired=desired, message=message, overrides=overrides, extra=gate.fields(),
     )  # fmt: skip
-    if previous != message:
+    if warn:
         deps.kube.event(body, type_="Warning", reason="DeploymentUnavailable", message=message)
     deps.metrics.observe(
         f"{body['metadata']['namespace']}/{body['metadata']['name']}", state.phase, 0
