@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 DEFAULT_PORT = 8082
-DEFAULT_HOST = "127.0.0.1"
-CONF = "python:movierec_recommender.serving.gunicorn_conf"
+# In a pod the probes and Services reach the pod IP: a loopback bind would fail them both.
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104
+CONF = "python:movierec_recommender.web.gunicorn_conf"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="bind address (default 0.0.0.0; 127.0.0.1 for local only)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
 
@@ -73,9 +76,9 @@ def _gunicorn(app: str, args: argparse.Namespace, env: dict[str, str]) -> int:
     env = {
         **os.environ,
         **env,
-        "MOVIEREC_BIND": f"{args.host}:{args.port}",
-        "MOVIEREC_WORKERS": str(args.workers),
-        "MOVIEREC_THREADS": str(args.threads),
+        "MOVIEREC_EDGE_BIND": f"{args.host}:{args.port}",
+        "MOVIEREC_EDGE_WORKERS": str(args.workers),
+        "MOVIEREC_EDGE_THREADS": str(args.threads),
     }
     argv = [sys.executable, "-m", "gunicorn", "-c", CONF, app]
     sys.stdout.flush()

@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from movierec_recommender.router.app import create_app
 from movierec_recommender.router.assign import Assigner
 from movierec_recommender.router.flagdata import build_flags, write_flag_file
+from movierec_recommender.router.hotpath import client_key
 from movierec_recommender.router.ratelimit import RateLimiter
 from movierec_recommender.router.settings import RouterSettings
+from movierec_recommender.web.worker import QUEUE_WAIT_KEY
 from werkzeug.serving import BaseWSGIServer, make_server
 
 USERS = range(20_000)
@@ -332,43 +334,72 @@ def test_hot_path_answers_with_the_full_contract(upstreams: dict[str, Upstream])
     assert bad.status_code == 400
     assert bad.get_json() == {"error": "bad user id: expected a non-negative integer"}
     assert bad.headers["X-Track"] == "none"
-    head = client.head("/recommend/5")  # not on the hot path: Flask's route, same answer
+    head = client.head("/recommend/5")  # forwarded as a HEAD: never an exposure upstream
     assert head.status_code == 200
     assert head.headers["X-Track"] == "stable"
+    assert head.headers["X-Model-Version"] == "3"
+    assert head.get_data() == b""
     assert client.post("/recommend/5").status_code == 405
     assert client.get("/recommend/5/").status_code == 404
 
 
-def test_request_that_waited_past_the_budget_is_shed_without_calling_upstream(
-    upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from movierec_recommender.serving import admission
-
-    client = _router(upstreams, lambda u: "stable", shed_queue_ms=100)
-    monkeypatch.setattr(admission, "queue_wait", lambda: 0.5)
-    started = time.monotonic()
-    resp = client.get("/recommend/5")
-    assert time.monotonic() - started < 0.1
-    assert resp.status_code == 503
-    assert resp.headers["Retry-After"] == "1"
-    assert upstreams["stable"].hits == 0
-    metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'movierec_load_shed_total{reason="queue_wait"} 1.0' in metrics
-
-
 def test_stable_gets_only_what_is_left_of_the_budget_after_queueing(
-    upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+    upstreams: dict[str, Upstream],
 ) -> None:
-    from movierec_recommender.serving import admission
-
     upstreams["stable"].mode = "slow"  # 1 s
-    client = _router(upstreams, lambda u: "stable", shed_queue_ms=400)
-    monkeypatch.setattr(admission, "queue_wait", lambda: 0.3)
+    client = _router(upstreams, lambda u: "stable")
     started = time.monotonic()
-    resp = client.get("/recommend/5")
+    # as stamped by the gunicorn worker: the request waited 300 ms for a thread
+    resp = client.get("/recommend/5", environ_overrides={QUEUE_WAIT_KEY: 0.3})
     # 800 ms budget - 300 ms already spent queued: the router gives up within ~0.5 s
     assert time.monotonic() - started < 0.65
     assert resp.status_code == 503
+    assert resp.headers["X-Track"] == "stable"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# -- rate limiting behind proxies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "hops", "client"),
+    [
+        (None, 0, "10.0.0.9"),
+        ("1.1.1.1", 0, "10.0.0.9"),  # no proxy trusted: the header is ignored
+        ("1.1.1.1", 1, "1.1.1.1"),
+        ("6.6.6.6, 1.1.1.1", 1, "1.1.1.1"),  # the client wrote 6.6.6.6: ignored
+        ("6.6.6.6, 1.1.1.1, 2.2.2.2", 2, "1.1.1.1"),
+        ("1.1.1.1", 2, "10.0.0.9"),  # fewer entries than trusted hops: the peer
+        ("", 1, "10.0.0.9"),
+    ],
+)
+def test_client_key_trusts_only_the_configured_proxy_hops(
+    forwarded: str | None, hops: int, client: str
+) -> None:
+    environ = {"REMOTE_ADDR": "10.0.0.9"}
+    if forwarded is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = forwarded
+    assert client_key(environ, hops) == client
+
+
+def test_rotating_x_forwarded_for_does_not_pass_the_limit(upstreams: dict[str, Upstream]) -> None:
+    settings = RouterSettings(
+        tracks={"stable": upstreams["stable"].url},
+        rate_limit_rps=1,
+        rate_limit_burst=3,
+        trusted_proxy_hops=1,
+    )
+    client = create_app(settings, assigner=Fixed(lambda u: "stable")).test_client()
+    statuses = [
+        # the client rotates what it writes; the proxy appends the address it really saw
+        client.get(
+            "/recommend/1", headers={"X-Forwarded-For": f"10.9.{i}.{i}, 203.0.113.7"}
+        ).status_code
+        for i in range(10)
+    ]
+    assert statuses == [200, 200, 200] + [429] * 7
+    other = client.get("/recommend/1", headers={"X-Forwarded-For": "203.0.113.8"})
+    assert other.status_code == 200  # another real client has its own bucket
 
 
 # -- the upstream HTTP client against raw answers -------------------------------------------------

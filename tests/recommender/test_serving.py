@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from movierec_recommender.provenance import ProvenanceSink
 from movierec_recommender.serving.app import create_app
 from movierec_recommender.serving.settings import ServingSettings
-from movierec_recommender.serving.testing import train_model
+from movierec_recommender.web.edge import edge_of
+from prometheus_client import CollectorRegistry
+
+from harness.appservice import train_model
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +136,14 @@ def test_cold_start_user_with_metadata_gets_their_segment_list(
     assert 'movierec_fallbacks_total{reason="unknown_user"}' in metrics
 
 
-def test_security_headers_on_every_answer(client: FlaskClient) -> None:
+def test_security_headers_on_every_answer(client: FlaskClient, model_dir: Path) -> None:
     for path in ["/recommend/1", "/recommend/x", "/healthz", "/readyz", "/nope", "/metrics"]:
-        resp = client.get(path)
-        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
-        assert "default-src 'none'" in resp.headers["Content-Security-Policy"], path
-        assert resp.headers["Cache-Control"] == "no-store", path
+        for resp in (client.get(path), client.post(path), client.head(path)):
+            assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+            assert "default-src 'none'" in resp.headers["Content-Security-Policy"], path
+            assert resp.headers["Cache-Control"] == "no-store", path
+            assert resp.headers["X-Model-Version"] == model_dir.name, path
+            assert resp.headers["X-Track"] == "canary", path
 
 
 def test_unknown_paths_and_methods_are_short_errors(client: FlaskClient) -> None:
@@ -238,18 +244,54 @@ def test_slow_model_answers_within_budget_with_a_fallback(model_dir: Path) -> No
     )
 
 
-def test_too_many_in_flight_requests_are_shed_with_503(app: Flask, client: FlaskClient) -> None:
-    state = app.extensions["movierec"]
-    state.in_flight.count = state.in_flight.limit  # as if the worker were full
-    try:
-        resp = client.get("/recommend/1")
-    finally:
-        state.in_flight.count = 0
+class RecordingSink(ProvenanceSink):
+    """A provenance sink that keeps events in memory instead of sending them to Kafka."""
+
+    def __init__(self) -> None:
+        super().__init__("memory", "recommendations", CollectorRegistry())
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+def test_head_is_answered_with_the_headers_but_is_not_an_exposure(model_dir: Path) -> None:
+    sink = RecordingSink()
+    app = create_app(ServingSettings(model=str(model_dir)), start=False, provenance=sink)
+    assert app.extensions["movierec"].holder.load()
+    client = app.test_client()
+    head = client.head("/recommend/3")
+    assert head.status_code == 200
+    assert head.get_data() == b""
+    assert head.headers["X-Model-Version"] == model_dir.name
+    assert head.headers["X-Track"] == "stable"
+    assert head.headers["X-Content-Type-Options"] == "nosniff"
+    assert sink.events == []
+    assert client.get("/recommend/3").status_code == 200
+    assert [e["user_id"] for e in sink.events] == [3]  # a GET is one
+
+
+def test_readyz_gives_a_reason_code_never_an_error_text_or_a_path(tmp_path: Path) -> None:
+    missing = tmp_path / "secret-folder" / "model"
+    app = create_app(ServingSettings(model=str(missing), load_retry_seconds=60), start=False)
+    assert not app.extensions["movierec"].holder.load()
+    resp = app.test_client().get("/readyz")
     assert resp.status_code == 503
-    assert resp.headers["Retry-After"] == "1"
-    assert 'movierec_load_shed_total{reason="in_flight"} 1.0' in client.get("/metrics").get_data(
-        as_text=True
-    )
+    assert resp.get_data(as_text=True) == "not ready: load_failed\n"
+    answer = app.test_client().get("/recommend/1")
+    assert answer.status_code == 503
+    assert answer.headers["X-Model-Version"] == "none"
+    assert answer.headers["X-Track"] == "stable"
+
+
+def test_readyz_says_draining_once_the_worker_drains(app: Flask, client: FlaskClient) -> None:
+    assert client.get("/readyz").status_code == 200
+    edge_of(app).begin_drain()
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_data(as_text=True) == "not ready: draining\n"
+    assert resp.headers["X-Track"] == "canary"
+    assert client.get("/recommend/1").status_code == 200  # still answering while it drains
 
 
 def test_openapi_document_describes_the_contract(client: FlaskClient) -> None:

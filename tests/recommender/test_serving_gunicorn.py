@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from movierec_recommender.router.flagdata import write_flag_file
-from movierec_recommender.serving.testing import (
+
+from harness.appservice import (
     RECOMMENDER_APP,
     ROUTER_APP,
     Service,
     http_get,
     train_model,
 )
-
 from movierec.cli import main
 
 
@@ -34,7 +32,7 @@ def service(model_dir: Path) -> Iterator[Service]:
     env = {
         "MOVIEREC_RECOMMENDER_MODEL": str(model_dir),
         "MOVIEREC_RECOMMENDER_TRACK": "stable",
-        "MOVIEREC_SHED_WAIT_MS": "5000",  # these tests count answers: no shedding on busy CI
+        "MOVIEREC_EDGE_SHED_WAIT_MS": "5000",  # these tests count answers: no shedding on busy CI
     }
     with Service(RECOMMENDER_APP, env, workers=2) as svc:
         yield svc
@@ -125,7 +123,7 @@ def test_overload_is_shed_with_fast_503s_not_queued(model_dir: Path) -> None:
         "MOVIEREC_RECOMMENDER_MODEL": str(model_dir),
         "MOVIEREC_RECOMMENDER_PRECOMPUTE": "false",
         "MOVIEREC_RECOMMENDER_CACHE_SIZE": "0",
-        "MOVIEREC_MAX_PENDING": "1",
+        "MOVIEREC_EDGE_MAX_PENDING": "1",
     }
     with Service(RECOMMENDER_APP, env, workers=1, threads=1) as svc:
 
@@ -149,110 +147,69 @@ def test_overload_is_shed_with_fast_503s_not_queued(model_dir: Path) -> None:
         assert _sample(metrics, "movierec_load_shed_total", reason="queue_full") >= len(shed)
 
 
-# -- shedding keeps a client's connection (no reconnect storm under overload) -------------------
+# -- admission and request reading: pure decisions, table-tested ------------------------------
 
 
 GET = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 @pytest.mark.parametrize(
-    ("data", "reusable"),
+    ("data", "state", "status", "reusable"),
     [
-        (GET, True),
-        (GET + GET, False),  # pipelined
-        (GET[:20], False),  # partial request
-        (b"GET /recommend/1 HTTP/1.0\r\nHost: x\r\n\r\n", False),
-        (b"GET /r HTTP/1.1\r\nConnection: close\r\n\r\n", False),
-        (b"GET /r HTTP/1.1\r\nContent-Length: 3\r\n\r\n", False),
-        (b"HEAD /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", False),  # a 503 body would break it
+        (GET, "complete", 0, True),
+        (GET + GET, "complete", 0, False),  # pipelined: answered one by one, never shed-kept
+        (GET[:20], "head", 0, False),
+        (b"GET /r HTTP/1.0\r\nHost: x\r\n\r\n", "complete", 0, False),
+        (b"GET /r HTTP/1.1\r\nConnection: close\r\n\r\n", "complete", 0, False),
+        (b"HEAD /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", "complete", 0, True),
+        (b"POST /r HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", "body", 0, False),
+        (b"POST /r HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "complete", 0, False),
+        (b"POST /r HTTP/1.1\r\nContent-Length: 9999\r\n\r\n", "error", 413, False),
+        (b"POST /r HTTP/1.1\r\nContent-Length: x\r\n\r\n", "error", 400, False),
+        (b"POST /r HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "error", 400,
+         False),
+        (b"POST /r HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "error", 411, False),
+        (b"GET /r HTTP/1.1\r\nX: " + b"a" * 9000, "error", 431, False),
+        (b"GET /r HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "error", 431, False),
+        (b"GARBAGE\r\n\r\n", "error", 400, False),
+        (b"GET /r HTTP/1.1\r\nno colon\r\n\r\n", "error", 400, False),
+    ],
+)  # fmt: skip
+def test_scan_request(data: bytes, state: str, status: int, reusable: bool) -> None:
+    from movierec_recommender.web.http1 import scan_request
+
+    scan = scan_request(data, max_head=8192, max_body=4096)
+    assert (scan.state, scan.status, scan.reusable) == (state, status, reusable)
+
+
+@pytest.mark.parametrize(
+    ("pending", "per_request", "last_wait", "verdict"),
+    [
+        (0, 0.0, 0.0, None),
+        (3, 0.01, 0.0, None),  # expects 30 ms of queue
+        (30, 0.01, 0.0, "queue_full"),  # expects 300 ms
+        (256, 0.0, 0.0, "queue_full"),  # the hard cap
+        (5, 0.0, 1.0, "queue_full"),  # queued behind 4 busy threads, and the last waited 1 s
+        (2, 0.0, 1.0, None),  # no queue: an old measurement cannot keep refusing
     ],
 )
-def test_which_shed_connections_stay_open(data: bytes, reusable: bool) -> None:
-    from movierec_recommender.serving.worker import reusable_after_reject
+def test_admission_on_arrival(
+    pending: int, per_request: float, last_wait: float, verdict: str | None
+) -> None:
+    from movierec_recommender.web.admission import AdmissionPolicy, Load
+    from movierec_recommender.web.settings import EdgeSettings
 
-    assert reusable_after_reject(data) is reusable
-
-
-def _bare_worker() -> Any:
-    """A QueueTimedWorker with just the state `_reject` touches (no arbiter, no fork)."""
-    import logging
-    import selectors
-    from collections import deque
-    from threading import RLock
-
-    from gunicorn.config import Config
-    from movierec_recommender.serving.worker import QueueTimedWorker
-
-    worker = QueueTimedWorker.__new__(QueueTimedWorker)
-    worker.cfg = Config()
-    worker.alive = True
-    worker._keep = deque()
-    worker.max_keepalived = 10
-    worker._lock = RLock()
-    worker.poller = selectors.DefaultSelector()
-    worker.nr_conns = 1
-    worker._shed_counter = None
-    worker.log = logging.getLogger("test")
-    return worker
+    policy = AdmissionPolicy(EdgeSettings(shed_wait_ms=250, max_pending=256))
+    load = Load(pending, per_request, last_wait, threads=4, connections=10)
+    assert policy.on_arrival(load) == verdict
 
 
-@pytest.mark.parametrize(("request_bytes", "kept"), [(GET, True), (GET + GET, False)])
-def test_shed_503_keeps_a_clean_connection_open(request_bytes: bytes, kept: bool) -> None:
-    import socket
+def test_admission_on_start_and_on_connect() -> None:
+    from movierec_recommender.web.admission import AdmissionPolicy
+    from movierec_recommender.web.settings import EdgeSettings
 
-    from gunicorn.workers.gthread import TConn
-
-    worker = _bare_worker()
-    server_side, client = socket.socketpair()
-    client.settimeout(2)
-    try:
-        client.sendall(request_bytes)
-        conn = TConn(worker.cfg, server_side, ("127.0.0.1", 1), ("127.0.0.1", 2))
-        worker._reject(conn)
-        answer = client.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 503 ")
-        assert b"Retry-After: 1" in answer
-        if kept:
-            assert b"Connection: keep-alive" in answer
-            assert worker.nr_conns == 1
-            assert list(worker._keep) == [conn]
-            assert worker.poller.get_key(server_side)
-        else:
-            assert b"Connection: close" in answer
-            assert client.recv(4096) == b""  # closed
-            assert worker.nr_conns == 0
-    finally:
-        client.close()
-        server_side.close()
-
-
-def test_worker_sheds_while_the_queue_is_measured_slow_and_recovers_when_it_drains() -> None:
-    from collections import deque
-    from concurrent.futures import Future
-
-    worker = _bare_worker()
-    worker.max_pending = 256
-    worker.shed_wait = 0.25
-    worker.per_request = 0.0  # the estimate alone would admit everything
-    worker._pending_lock = threading.Lock()
-    worker.futures = deque()
-    refused: list[object] = []
-    worker._reject = refused.append
-
-    class Pool:
-        def submit(self, fn: object, conn: object) -> Future[object]:
-            return Future()
-
-    class Conn:
-        def init(self) -> None:
-            pass
-
-    worker.tpool = Pool()
-    worker.last_wait = 1.0  # the last request a thread took had waited 1 s
-    worker._pending = 3  # and requests are queued behind the (1) busy thread
-    worker.enqueue_req(Conn())
-    assert len(refused) == 1
-    worker._pending = 0  # the queue drained: the old measurement must not keep refusing
-    worker.enqueue_req(Conn())
-    assert len(refused) == 1
-    assert worker._pending == 1
+    policy = AdmissionPolicy(EdgeSettings(shed_wait_ms=250, max_connections=100))
+    assert policy.on_start(0.1) is None
+    assert policy.on_start(0.3) == "queue_wait"
+    assert policy.on_connect(99) is None
+    assert policy.on_connect(100) == "connections"

@@ -1,6 +1,6 @@
 """The router's Flask application factory and routes (same HTTP contract as the recommender).
 
-`GET /recommend/<id>` is answered by `router.hotpath` in front of Flask."""
+`GET` and `HEAD /recommend/<id>` are answered by `router.hotpath` through the edge."""
 
 from __future__ import annotations
 
@@ -8,20 +8,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from movierec_recommender.router.assign import Assigner
 from movierec_recommender.router.forward import Upstreams
-from movierec_recommender.router.hotpath import (
-    HotMetrics,
-    RecommendHandler,
-    client_key,
-)
+from movierec_recommender.router.hotpath import HotMetrics, RecommendHandler
 from movierec_recommender.router.ratelimit import RateLimiter
 from movierec_recommender.router.settings import RouterSettings
-from movierec_recommender.serving.http import RecommendFastPath, install_common, short
-from movierec_recommender.serving.metrics import (
+from movierec_recommender.web import edge
+from movierec_recommender.web.metrics import (
     LATENCY_BUCKETS,
     ChildCache,
     RequestMetrics,
@@ -54,12 +50,6 @@ class RouterMetrics(RequestMetrics):
             "Requests refused with 429 by the per-client token bucket",
             registry=registry,
         )
-        self.shed = Counter(
-            "movierec_load_shed_total",
-            "Requests refused with 503 because they could not be answered within budget",
-            ("reason",),
-            registry=registry,
-        )
 
     def hot(self) -> HotMetrics:
         """The per-request metrics with cached children, for the hot path."""
@@ -68,7 +58,6 @@ class RouterMetrics(RequestMetrics):
             fallbacks=ChildCache(self.fallbacks),
             upstream_latency=ChildCache(self.upstream_latency),
             rate_limited=self.rate_limited,
-            shed=ChildCache(self.shed),
         )
 
 
@@ -129,10 +118,8 @@ def create_app(settings: RouterSettings | None = None, *, assigner: Any = None) 
         limiter=limiter,
         handler=handler,
     )
-    install_common(app)
     app.register_blueprint(bp)
-    # Outermost: the hot path adds the security headers itself and skips the Flask stack.
-    app.wsgi_app = RecommendFastPath(app.wsgi_app, handler.wsgi_answer)  # type: ignore[method-assign]
+    edge.install(app, handler)
     return app
 
 
@@ -143,11 +130,9 @@ def _state() -> RouterState:
 
 @bp.get("/recommend/<user_id>")
 def recommend(user_id: str) -> Response:
-    """HEAD and anything else `RecommendFastPath` passes on: the same answer through Flask."""
-    st = _state()
-    client = client_key(request.environ, st.settings.trust_forwarded_for)
-    reply = st.handler.recommend(user_id, request.headers.get("Accept"), client)
-    return Response(reply.body, status=reply.status, headers=reply.headers)
+    """Only reached when the edge did not answer (it takes GET and HEAD)."""
+    reply = _state().handler.recommend(user_id, request.environ, request.method == "HEAD")
+    return Response(reply.body, status=reply.status, headers=reply.wsgi_headers())
 
 
 @bp.get("/healthz")
@@ -157,12 +142,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the stable upstream is ready (the router alone cannot answer)."""
-    st = _state()
-    up = st.upstreams.get(st.default_track, "/readyz", None, 1.0)
-    if up.status == 200:
-        return jsonify({"ready": True})
-    return short(503, "stable track not ready", {"Retry-After": "1"})
+    return edge.readyz_response(_state().handler.not_ready(), {})
 
 
 @bp.get("/metrics")

@@ -60,10 +60,10 @@ class _Target:
         self.prefix = parts.path.rstrip("/")
         self.host_header = parts.netloc
 
-    def request(self, path: str, accept: str | None) -> bytes:
+    def request(self, path: str, accept: str | None, method: str = "GET") -> bytes:
         accept_line = f"Accept: {accept}\r\n" if accept else ""
-        head = f"GET {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n{accept_line}\r\n"
-        return head.encode("latin-1")
+        line = f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+        return (line + accept_line + "\r\n").encode("latin-1")
 
 
 class _Conn:
@@ -88,8 +88,11 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
     return sock.recv(65536)
 
 
-def _exchange(sock: socket.socket, request: bytes, deadline: float) -> tuple[Upstream, bool]:
-    """Send one GET and read its answer: (answer, whether the connection can be reused)."""
+def _exchange(
+    sock: socket.socket, request: bytes, deadline: float, head: bool = False
+) -> tuple[Upstream, bool]:
+    """Send one GET (or HEAD) and read its answer: (answer, whether the connection can be
+    reused). The answer to a HEAD has headers only, whatever its Content-Length says."""
     sock.settimeout(max(deadline - time.monotonic(), 0.001))
     sock.sendall(request)
     data = _recv(sock, deadline)
@@ -124,7 +127,7 @@ def _exchange(sock: socket.socket, request: bytes, deadline: float) -> tuple[Ups
             connection = value.strip().lower()
     reusable = (version == "HTTP/1.1" and connection != "close") or connection == "keep-alive"
     body = data[end + 4 :]
-    if status < 200 or status in {204, 304}:
+    if head or status < 200 or status in {204, 304}:
         return Upstream(status, b"", kept), reusable and not body
     if chunked:
         body = _read_chunked(sock, body, deadline)
@@ -200,9 +203,11 @@ class Upstreams:
                 self._all.add(conn)
         return conn
 
-    def get(self, track: str, path: str, accept: str | None, timeout: float) -> Upstream:
+    def get(
+        self, track: str, path: str, accept: str | None, timeout: float, *, head: bool = False
+    ) -> Upstream:
         target = self._targets[track]
-        request = target.request(path, accept)
+        request = target.request(path, accept, "HEAD" if head else "GET")
         deadline = time.monotonic() + timeout
         conn = self._conn(track)
         for attempt in (0, 1):
@@ -217,7 +222,7 @@ class Upstreams:
                             self._tls = ssl.create_default_context()
                         sock = self._tls.wrap_socket(sock, server_hostname=target.host)
                     conn.sock = sock
-                up, reusable = _exchange(conn.sock, request, deadline)
+                up, reusable = _exchange(conn.sock, request, deadline, head)
                 if not reusable:
                     conn.close()
                 return up

@@ -1,7 +1,6 @@
-"""The router's `GET /recommend/<id>` without Flask: assign, forward, fall back, count.
+"""The router's `/recommend/<id>` (`web.edge.Handler`): assign, forward, fall back, count.
 
-Every routed answer passes here (through `serving.http.RecommendFastPath`, or the Flask route
-for HEAD), so it is kept lean: a prebuilt header list, cached metric children, the per-user
+Every routed answer passes here, so it is kept lean: cached metric children, the per-user
 assignment cache, one keep-alive upstream connection per thread.
 """
 
@@ -15,9 +14,10 @@ from typing import Any, Protocol
 from movierec_recommender.router.forward import Upstream, Upstreams
 from movierec_recommender.router.ratelimit import RateLimiter
 from movierec_recommender.router.settings import RouterSettings
-from movierec_recommender.serving import admission
-from movierec_recommender.serving.http import Reply, parse_user_id, short_reply
-from movierec_recommender.serving.metrics import ChildCache, RequestMetrics
+from movierec_recommender.web.contract import parse_user_id, wants_json
+from movierec_recommender.web.metrics import ChildCache, RequestMetrics
+from movierec_recommender.web.reply import NONE, Reply, short_reply
+from movierec_recommender.web.worker import QUEUE_WAIT_KEY
 
 log = logging.getLogger(__name__)
 COMPONENT = "router"
@@ -36,7 +36,6 @@ class HotMetrics:
     fallbacks: ChildCache
     upstream_latency: ChildCache
     rate_limited: Any
-    shed: ChildCache
 
 
 def _failure(up: Upstream) -> str | None:
@@ -48,6 +47,21 @@ def _failure(up: Upstream) -> str | None:
     if up.status >= 500:
         return "error"
     return None
+
+
+def client_key(environ: dict[str, Any], trusted_hops: int) -> str:
+    """Who the rate limit counts. Behind `trusted_hops` proxies that each append the address
+    they saw to X-Forwarded-For, the entry `trusted_hops` from the right is the client as the
+    outermost trusted proxy saw it; everything left of it was written by the client and is
+    ignored. With fewer entries than that (the request skipped a proxy), the peer address."""
+    peer = str(environ.get("REMOTE_ADDR") or "?")
+    if trusted_hops <= 0:
+        return peer
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+    entries = [e.strip() for e in forwarded.split(",")] if forwarded else []
+    if len(entries) < trusted_hops:
+        return peer
+    return entries[-trusted_hops][:64] or peer
 
 
 class RecommendHandler:
@@ -69,23 +83,20 @@ class RecommendHandler:
         self.assigner = assigner
         self.upstreams = upstreams
         self.limiter = limiter
+        self.hops = settings.trusted_proxy_hops
         self.budget = settings.budget_ms / 1000
-        self.shed_queue = settings.shed_queue_ms / 1000
         self.canary_timeout = min(settings.canary_timeout_ms / 1000, self.budget / 2)
 
-    def recommend(self, raw_id: str, accept: str | None, client: str) -> Reply:
+    def recommend(self, raw_id: str, environ: dict[str, Any], head: bool) -> Reply:
         started = time.perf_counter()
-        waited = admission.queue_wait()
+        waited = environ.get(QUEUE_WAIT_KEY, 0.0)
+        accept = environ.get("HTTP_ACCEPT")
         uid = parse_user_id(raw_id)
         if uid is None:
             msg = "bad user id: expected a non-negative integer"
             return self._local(400, msg, accept, started)
-        if waited > self.shed_queue:
-            # Already too late to be worth answering: refuse at once, the budget is gone.
-            self.metrics.shed.get("queue_wait").inc()
-            return self._local(503, "overloaded", accept, started, retry_after="1")
         if self.limiter.rate > 0:
-            allowed, retry_after = self.limiter.allow(client)
+            allowed, retry_after = self.limiter.allow(client_key(environ, self.hops))
             if not allowed:
                 self.metrics.rate_limited.inc()
                 return self._local(
@@ -101,7 +112,7 @@ class RecommendHandler:
             track = stable
         path = f"/recommend/{uid}"
         if track != stable:
-            up = self._call(track, path, accept, self.canary_timeout)
+            up = self._call(track, path, accept, self.canary_timeout, head)
             reason = _failure(up)
             if reason is None:
                 return self._answer(up, track, started)
@@ -113,34 +124,32 @@ class RecommendHandler:
                 COMPONENT, track, version, failed_status, time.perf_counter() - started
             )
         left = self.budget - waited - (time.perf_counter() - started) - _MARGIN
-        up = self._call(stable, path, accept, max(left, 0.01))
+        up = self._call(stable, path, accept, max(left, 0.01), head)
         if up.error:
             return self._local(
                 503, "no track available", accept, started, retry_after="1", track=stable
             )
         return self._answer(up, stable, started)
 
-    def _call(self, track: str, path: str, accept: str | None, timeout: float) -> Upstream:
+    def _call(
+        self, track: str, path: str, accept: str | None, timeout: float, head: bool
+    ) -> Upstream:
         t0 = time.perf_counter()
-        up = self.upstreams.get(track, path, accept, timeout)
+        up = self.upstreams.get(track, path, accept, timeout, head=head)
         outcome = up.error or str(up.status)
         self.metrics.upstream_latency.get(track, outcome).observe(time.perf_counter() - t0)
         return up
 
     def _answer(self, up: Upstream, track: str, started: float) -> Reply:
-        headers = list(up.headers.items())
-        answered_by = up.headers.get("X-Track")
-        if answered_by is None:
-            answered_by = track
-            headers.append(("X-Track", track))
-        version = up.headers.get("X-Model-Version")
-        if version is None:
-            version = "none"
-            headers.append(("X-Model-Version", version))
+        """The upstream's answer passed on, with the track that really answered."""
+        headers = up.headers
+        answered_by = headers.get("X-Track") or track
+        version = headers.get("X-Model-Version") or NONE
+        kept = [(k, v) for k, v in headers.items() if k not in ("X-Track", "X-Model-Version")]
         self.metrics.requests.observe(
             COMPONENT, answered_by, version, up.status, time.perf_counter() - started
         )
-        return Reply(up.status, up.body, headers)
+        return Reply(up.status, up.body, kept, version, answered_by)
 
     def _local(
         self,
@@ -150,27 +159,24 @@ class RecommendHandler:
         started: float,
         *,
         retry_after: str | None = None,
-        track: str = "none",
+        track: str = NONE,
     ) -> Reply:
         """A short error answer from the router itself (JSON when the client asked for it)."""
-        headers = [("X-Model-Version", "none"), ("X-Track", track)]
-        if retry_after is not None:
-            headers.append(("Retry-After", retry_after))
-        self.metrics.requests.observe(
-            COMPONENT, track, "none", status, time.perf_counter() - started
+        self.metrics.requests.observe(COMPONENT, track, NONE, status, time.perf_counter() - started)
+        return short_reply(
+            status, message, wants_json(accept), retry_after=retry_after, track=track
         )
-        return short_reply(status, message, accept, headers)
 
-    def wsgi_answer(self, raw_id: str, environ: dict[str, Any]) -> Reply:
-        """`recommend` for `serving.http.RecommendFastPath`."""
-        client = client_key(environ, self.settings.trust_forwarded_for)
-        return self.recommend(raw_id, environ.get("HTTP_ACCEPT"), client)
+    def identity(self) -> tuple[str, str]:
+        return NONE, NONE
 
+    def not_ready(self) -> str | None:
+        """Ready when the stable upstream is ready (the router alone cannot answer)."""
+        up = self.upstreams.get(self.stable, "/readyz", None, 1.0)
+        return None if up.status == 200 else "stable_not_ready"
 
-def client_key(environ: dict[str, Any], trust_forwarded_for: bool) -> str:
-    """Who the rate limit counts: the peer address, or the first X-Forwarded-For behind a proxy."""
-    if trust_forwarded_for:
-        first = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
-        if first:
-            return str(first[:64])
-    return str(environ.get("REMOTE_ADDR") or "?")
+    def close(self, timeout: float) -> None:
+        self.upstreams.close()
+        close = getattr(self.assigner, "close", None)
+        if close is not None:
+            close()

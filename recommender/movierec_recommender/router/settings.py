@@ -25,9 +25,6 @@ class RouterSettings(BaseSettings):
         default=250.0, gt=0, description="time a non-stable track gets before stable answers"
     )
     connect_timeout_ms: float = Field(default=100.0, gt=0)
-    shed_queue_ms: float = Field(
-        default=250.0, gt=0, description="queue wait past which a request is shed with 503"
-    )
     pool_size: int = Field(default=16, ge=1, description="keep-alive connections per upstream")
 
     rate_limit_rps: float = Field(
@@ -35,8 +32,11 @@ class RouterSettings(BaseSettings):
     )
     rate_limit_burst: float = Field(default=200.0, ge=1)
     rate_limit_clients: int = Field(default=10_000, ge=1, description="clients tracked at once")
-    trust_forwarded_for: bool = Field(
-        default=False, description="key clients by the first X-Forwarded-For address"
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="proxies in front that append to X-Forwarded-For; 0: key by the peer address",
     )
 
     @field_validator("tracks")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask
-
 from movierec_recommender.router.app import create_app
 from movierec_recommender.router.settings import RouterSettings
-from movierec_recommender.serving.logs import configure_logging
+from movierec_recommender.web.edge import Edge, edge_of
+from movierec_recommender.web.logs import configure_logging
 
 
-def create() -> Flask:
+def create() -> Edge:
     """The router from MOVIEREC_ROUTER_* settings."""
     configure_logging()
-    return create_app(RouterSettings())
+    return edge_of(create_app(RouterSettings()))

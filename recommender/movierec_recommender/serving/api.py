@@ -1,24 +1,22 @@
-"""Routes of the recommender service: /recommend/<user_id>, /healthz, /readyz, /metrics."""
+"""Routes and the `/recommend` handler of the recommender service."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from movierec_recommender.provenance import build_event
-from movierec_recommender.serving import admission
-from movierec_recommender.serving.http import (
-    Reply,
-    parse_user_id,
-    render,
-    short,
-    short_reply,
-    wants_json,
-)
-from movierec_recommender.serving.metrics import metrics_response, openapi_response
+from movierec_recommender.web.contract import parse_user_id, render, wants_json
+from movierec_recommender.web.edge import readyz_response
+from movierec_recommender.web.metrics import metrics_response, openapi_response
+from movierec_recommender.web.reply import NONE, Reply, short_reply
+from movierec_recommender.web.worker import QUEUE_WAIT_KEY
+
+if TYPE_CHECKING:
+    from movierec_recommender.serving.app import ServingState
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recommender", __name__)
@@ -26,88 +24,94 @@ bp = Blueprint("recommender", __name__)
 COMPONENT = "recommender"
 
 
-def _state() -> Any:
-    return current_app.extensions["movierec"]
+class RecommenderHandler:
+    """The recommender's side of the edge (`web.edge.Handler`)."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.st = state
+        self.track = state.settings.track
+        self.budget = state.settings.budget_ms / 1000
+        self.compute_budget = state.settings.compute_budget_ms / 1000
+
+    def recommend(self, raw_id: str, environ: dict[str, Any], head: bool) -> Reply:
+        """One answer. Only a `GET` that answered 200 is an exposure (a provenance event)."""
+        started = time.perf_counter()
+        st = self.st
+        accept = environ.get("HTTP_ACCEPT")
+        uid = parse_user_id(raw_id)
+        snap = st.holder.current
+        version = snap.version if snap else NONE
+        if uid is None:
+            msg = "bad user id: expected a non-negative integer"
+            return self._finish(short_reply(400, msg, wants_json(accept)), version, started)
+        if snap is None:
+            reply = short_reply(503, "model loading", wants_json(accept), retry_after="1")
+            return self._finish(reply, version, started)
+        waited = environ.get(QUEUE_WAIT_KEY, 0.0)
+        spent = waited + (time.perf_counter() - started)
+        time_left = min(self.compute_budget, self.budget - spent - 0.05)
+        ans = st.answerer.answer(snap, str(uid), time_left)
+        if ans.fallback is not None:
+            st.metrics.fallback_reason.get(ans.fallback).inc()
+        body, ctype = render(
+            uid,
+            ids=ans.ids,
+            scores=ans.scores,
+            model_version=snap.version,
+            track=self.track,
+            as_json=wants_json(accept),
+        )
+        reply = self._finish(Reply(200, body, [("Content-Type", ctype)]), snap.version, started)
+        if st.provenance.enabled and not head:
+            st.provenance.emit(
+                build_event(
+                    user_id=uid,
+                    track=self.track,
+                    model_name=snap.name,
+                    model_version=snap.version,
+                    ids=ans.ids,
+                    scores=ans.scores,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    status=200,
+                    fallback=ans.fallback,
+                )
+            )
+        return reply
+
+    def _finish(self, reply: Reply, version: str, started: float) -> Reply:
+        reply.model_version = version
+        reply.track = self.track
+        self.st.metrics.observe(
+            COMPONENT, self.track, version, reply.status, time.perf_counter() - started
+        )
+        return reply
+
+    def identity(self) -> tuple[str, str]:
+        snap = self.st.holder.current
+        return (snap.version if snap else NONE), self.track
+
+    def not_ready(self) -> str | None:
+        if self.st.holder.current is not None:
+            return None
+        return "load_failed" if self.st.holder.last_error else "loading"
+
+    def close(self, timeout: float) -> None:
+        """Worker exit: stop loading and computing, flush provenance within `timeout`."""
+        self.st.holder.stop()
+        self.st.answerer.close()
+        self.st.provenance.close(timeout)
+
+
+def _state() -> ServingState:
+    state: ServingState = current_app.extensions["movierec"]
+    return state
 
 
 @bp.get("/recommend/<user_id>")
 def recommend(user_id: str) -> Response:
-    """What `RecommendFastPath` does not take (HEAD): the same answer through Flask."""
-    reply = answer(_state(), user_id, request.headers.get("Accept"))
-    return Response(reply.body, status=reply.status, headers=reply.headers)
-
-
-def answer(st: Any, raw_id: str, accept: str | None) -> Reply:
-    """One `/recommend/<raw_id>` answer, without Flask (the hot path calls it per request)."""
-    started = time.perf_counter()
-    settings = st.settings
-    uid = parse_user_id(raw_id)
-    snap = st.holder.current
-    version = snap.version if snap else "none"
-    if uid is None:
-        reply = short_reply(400, "bad user id: expected a non-negative integer", accept)
-        return _finish(st, reply, version, started)
-    if snap is None:
-        reply = short_reply(503, "model loading", accept, [("Retry-After", "1")])
-        return _finish(st, reply, version, started)
-    waited = admission.queue_wait()
-    if waited * 1000 > settings.shed_queue_ms:
-        st.metrics.shed_reason.get("queue_wait").inc()
-        reply = short_reply(503, "overloaded", accept, [("Retry-After", "1")])
-        return _finish(st, reply, version, started)
-    if not st.in_flight.enter():
-        st.metrics.shed_reason.get("in_flight").inc()
-        reply = short_reply(503, "overloaded", accept, [("Retry-After", "1")])
-        return _finish(st, reply, version, started)
-    try:
-        spent = waited + (time.perf_counter() - started)
-        time_left = min(settings.compute_budget_ms / 1000, settings.budget_ms / 1000 - spent - 0.05)
-        ans = st.answerer.answer(snap, str(uid), time_left)
-    finally:
-        st.in_flight.leave()
-    if ans.fallback is not None:
-        st.metrics.fallback_reason.get(ans.fallback).inc()
-    body, ctype = render(
-        uid,
-        ids=ans.ids,
-        scores=ans.scores,
-        model_version=snap.version,
-        track=settings.track,
-        as_json=wants_json(accept),
-    )
-    reply = _finish(st, Reply(200, body.encode(), [("Content-Type", ctype)]), snap.version, started)
-    if st.provenance.enabled:
-        st.provenance.emit(
-            build_event(
-                user_id=uid,
-                track=settings.track,
-                model_name=snap.name,
-                model_version=snap.version,
-                ids=ans.ids,
-                scores=ans.scores,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                status=200,
-                fallback=ans.fallback,
-            )
-        )
-    return reply
-
-
-def wsgi_answer(st: Any) -> Any:
-    """`answer` for `serving.http.RecommendFastPath` (bound to this app's state)."""
-
-    def call(raw_id: str, environ: dict[str, Any]) -> Reply:
-        return answer(st, raw_id, environ.get("HTTP_ACCEPT"))
-
-    return call
-
-
-def _finish(st: Any, reply: Reply, version: str, started: float) -> Reply:
-    track = st.settings.track
-    reply.headers.append(("X-Model-Version", version))
-    reply.headers.append(("X-Track", track))
-    st.metrics.observe(COMPONENT, track, version, reply.status, time.perf_counter() - started)
-    return reply
+    """Only reached when the edge did not answer (it takes GET and HEAD)."""
+    reply = _state().handler.recommend(user_id, request.environ, request.method == "HEAD")
+    return Response(reply.body, status=reply.status, headers=reply.wsgi_headers())
 
 
 @bp.get("/healthz")
@@ -119,10 +123,8 @@ def healthz() -> Response:
 def readyz() -> Response:
     st = _state()
     snap = st.holder.current
-    if snap is None:
-        reason = st.holder.last_error or "loading"
-        return short(503, f"not ready: {reason}"[:300], {"Retry-After": "1"})
-    return jsonify({"ready": True, "model_version": snap.version, "algo": snap.algo})
+    body = {"model_version": snap.version, "algo": snap.algo} if snap else {}
+    return readyz_response(st.handler.not_ready(), body)
 
 
 @bp.get("/metrics")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from movierec_recommender.provenance import ProvenanceSink
-from movierec_recommender.serving.admission import InFlight
 from movierec_recommender.serving.answer import Answerer
+from movierec_recommender.serving.api import RecommenderHandler
 from movierec_recommender.serving.holder import Loader, ModelHolder
-from movierec_recommender.serving.http import RecommendFastPath, install_common
 from movierec_recommender.serving.metrics import ServingMetrics
 from movierec_recommender.serving.settings import ServingSettings
+from movierec_recommender.web import edge
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ class ServingState:
     metrics: ServingMetrics
     holder: ModelHolder
     answerer: Answerer
-    in_flight: InFlight
     provenance: ProvenanceSink
+    handler: RecommenderHandler = field(init=False)
 
 
 def create_app(
@@ -37,10 +37,12 @@ def create_app(
     *,
     loader: Loader | None = None,
     start: bool = True,
+    provenance: ProvenanceSink | None = None,
 ) -> Flask:
     """The recommender app. The model loads in the background: /readyz says 503 until it is in.
 
-    `loader` replaces the folder/MLflow loader (tests); `start=False` leaves loading to the caller.
+    `loader` replaces the folder/MLflow loader (tests); `start=False` leaves loading to the caller;
+    `provenance` replaces the Kafka sink built from the settings.
     """
     settings = settings or ServingSettings()
     app = Flask(__name__)
@@ -56,8 +58,8 @@ def create_app(
         answerer=Answerer(
             settings.n, settings.compute_threads, settings.compute_queue_max, settings.cache_size
         ),
-        in_flight=InFlight(settings.max_in_flight),
-        provenance=ProvenanceSink(
+        provenance=provenance
+        or ProvenanceSink(
             settings.kafka_bootstrap,
             settings.provenance_topic,
             registry,
@@ -66,13 +68,13 @@ def create_app(
             server_name=settings.server_name,
         ),
     )
+    state.handler = RecommenderHandler(state)
     app.extensions["movierec"] = state
-    install_common(app)
 
-    from movierec_recommender.serving.api import bp, wsgi_answer
+    from movierec_recommender.serving.api import bp
 
     app.register_blueprint(bp)
-    app.wsgi_app = RecommendFastPath(app.wsgi_app, wsgi_answer(state))  # type: ignore[method-assign]
+    edge.install(app, state.handler)
     if start:
         holder.start()
     return app

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from movierec_recommender.web.settings import default_tmp_dir
 
 
 class ServingSettings(BaseSettings):
@@ -47,17 +48,11 @@ class ServingSettings(BaseSettings):
     compute_queue_max: int = Field(
         default=8, ge=1, description="pending model calls per worker past which requests fall back"
     )
-    shed_queue_ms: float = Field(
-        default=250.0, gt=0, description="queue wait past which a request is shed with 503"
-    )
-    max_in_flight: int = Field(
-        default=64, ge=1, description="requests in the app per worker past which new ones get 503"
-    )
     precompute: bool = Field(
         default=True, description="precompute every known user's answer per model version"
     )
     answers_cache_dir: str | None = Field(
-        default_factory=lambda: str(Path(tempfile.gettempdir()) / "movierec-answers"),
+        default_factory=lambda: str(Path(default_tmp_dir()) / "movierec-answers"),
         description="folder where workers share precomputed answers (None: per worker)",
     )
     cache_size: int = Field(

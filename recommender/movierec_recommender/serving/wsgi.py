@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask
-
 from movierec_recommender.serving.app import create_app
-from movierec_recommender.serving.logs import configure_logging
 from movierec_recommender.serving.settings import ServingSettings
+from movierec_recommender.web.edge import Edge, edge_of
+from movierec_recommender.web.logs import configure_logging
 
 
-def create() -> Flask:
+def create() -> Edge:
     """The app from MOVIEREC_RECOMMENDER_* settings (gunicorn: `...serving.wsgi:create()`)."""
     configure_logging()
     settings = ServingSettings()
@@ -18,4 +17,4 @@ def create() -> Flask:
     # worker that is still loading from answering 503 while its siblings are ready. Bounded, so a
     # model that cannot load leaves the worker up and reporting why on /readyz.
     app.extensions["movierec"].holder.wait_ready(settings.startup_wait_seconds)
-    return app
+    return edge_of(app)

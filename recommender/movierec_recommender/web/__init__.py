@@ -1,0 +1,1 @@
+"""The HTTP edge shared by the recommender and the router: replies, headers, admission, worker."""

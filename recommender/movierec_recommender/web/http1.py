@@ -1,0 +1,66 @@
+"""Is a complete HTTP/1.1 request in this buffer? Pure, so the worker's event loop can read
+requests without a thread, and a stalled client costs only its buffer and a timer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEAD = "head"  # the headers are not all in yet
+BODY = "body"  # headers in, the body is not
+COMPLETE = "complete"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Scan:
+    state: str
+    end: int = 0  # where the first request ends (COMPLETE)
+    status: int = 0  # what to answer (ERROR)
+    reusable: bool = False  # exactly one bodyless HTTP/1.1 GET/HEAD that does not ask to close
+    head_only: bool = False  # a HEAD request: an answer to it has no body
+
+
+def scan_request(buf: bytes | bytearray, max_head: int, max_body: int) -> Scan:
+    """Where the first request in `buf` stands; ERROR with 400, 411, 413 or 431 for one the
+    services refuse before the app (too big, unparseable length, chunked body)."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return Scan(ERROR, status=431) if len(buf) > max_head else Scan(HEAD)
+    if end + 4 > max_head:
+        return Scan(ERROR, status=431)
+    lines = bytes(buf[:end]).split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        return Scan(ERROR, status=400)
+    method, version = parts[0], parts[2]
+    length: int | None = None
+    close = False
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            return Scan(ERROR, status=400)
+        key = name.strip().lower()
+        if key == b"content-length":
+            text = value.strip()
+            if not text.isdigit() or (length is not None and int(text) != length):
+                return Scan(ERROR, status=400)
+            length = int(text)
+        elif key == b"transfer-encoding":
+            return Scan(ERROR, status=411)  # the API takes no streamed bodies
+        elif key == b"connection" and b"close" in value.lower():
+            close = True
+    size = length or 0
+    if size > max_body:
+        return Scan(ERROR, status=413)
+    total = end + 4 + size
+    if len(buf) < total:
+        return Scan(BODY)
+    head_only = method == b"HEAD"
+    reusable = (
+        method in {b"GET", b"HEAD"}
+        and version == b"HTTP/1.1"
+        and size == 0
+        and not close
+        and len(buf) == total
+    )
+    return Scan(COMPLETE, end=total, reusable=reusable, head_only=head_only)
