@@ -80,7 +80,7 @@ def operator_factory(
             "MOVIEREC_OPERATOR_NAMESPACE": cluster.namespace,
             "MOVIEREC_OPERATOR_METRICS_PORT": "0",
             "MOVIEREC_OPERATOR_IMAGE": "movierec:test",
-            "MOVIEREC_OPERATOR_OUTBOUND_TIMEOUT_SECONDS": "2",
+            "MOVIEREC_OPERATOR_OUTBOUND_TIMEOUT_SECONDS": "10",
             "MOVIEREC_OPERATOR_OUTBOUND_RETRIES": "1",
             # These tests judge the rollout logic; their pods run no real image. The tests of
             # availability (test_op_availability_cluster.py) turn this back on.

@@ -248,6 +248,9 @@ class Operator:
         for key, value in self.env.items():
             self.monkeypatch.setenv(key, value)
         self.monkeypatch.setenv("KUBECONFIG", str(self.kubeconfig))
+        # the operator bounds MLflow's HTTP calls through these; undone after the test
+        for key in ("TIMEOUT", "MAX_RETRIES", "BACKOFF_FACTOR", "BACKOFF_JITTER"):
+            self.monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{key}", raising=False)
         self.health_port = free_port()
         self.runner = KopfRunner(
             [

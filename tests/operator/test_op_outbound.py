@@ -39,6 +39,13 @@ class SilentServer:
             conn.close()
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Registry bounds MLflow's client through process-wide variables: undo them afterwards
+    for key in ("TIMEOUT", "MAX_RETRIES", "BACKOFF_FACTOR", "BACKOFF_JITTER"):
+        monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{key}", raising=False)
+
+
 @pytest.fixture
 def silent() -> Iterator[SilentServer]:
     server = SilentServer()
