@@ -101,6 +101,7 @@ class Batch:
     # the event's own time) and the reference of the plausibility window.
     ingested_at: datetime = field(default_factory=utcnow)
     skipped: int = 0  # valid provenance events that are not exposures (HEAD, shed)
+    identity: str | None = None  # a file source's identity, stored with its offsets
     _earliest: datetime = field(init=False)
     _latest: datetime = field(init=False)
 

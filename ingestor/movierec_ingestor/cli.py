@@ -121,7 +121,7 @@ def _open_source(spec: str, store: Store, settings: IngestorSettings, drain: boo
     from movierec_ingestor.sources.file import FileSource
 
     source = FileSource(spec, take_unterminated=drain, policy=policy)
-    source.resume(store.offsets(source.name))
+    source.resume(store.offsets(source.name), store.identity(source.name))
     return source
 
 

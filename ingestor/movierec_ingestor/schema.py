@@ -127,6 +127,9 @@ source_offsets = sa.Table(
     sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("next_offset", sa.BigInteger, nullable=False),
     sa.Column("updated_at", _Time, nullable=False),
+    # A file source's identity (inode and a fingerprint of its first bytes): an offset means
+    # nothing in a different file that took the same name.
+    sa.Column("identity", sa.Text, nullable=True),
 )
 
 quarantine = sa.Table(

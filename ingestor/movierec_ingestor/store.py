@@ -334,13 +334,23 @@ class Store:
             newer = greatest(table.c.next_offset, stmt.excluded.next_offset)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.source, table.c.partition],
-            set_={"next_offset": newer, "updated_at": stmt.excluded.updated_at},
+            set_={
+                "next_offset": newer,
+                "updated_at": stmt.excluded.updated_at,
+                "identity": stmt.excluded.identity,
+            },
         )
         now = _utcnow()
         conn.execute(
             stmt,
             [
-                {"source": batch.source, "partition": p, "next_offset": o, "updated_at": now}
+                {
+                    "source": batch.source,
+                    "partition": p,
+                    "next_offset": o,
+                    "updated_at": now,
+                    "identity": batch.identity,
+                }
                 for p, o in sorted(batch.offsets.items())
             ],
         )
@@ -360,6 +370,19 @@ class Store:
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StoreUnavailable(self._describe(exc)) from exc
         return {int(p): int(o) for p, o in rows}
+
+    def identity(self, source: str) -> str | None:
+        """The identity stored with a file source's offset (None: never read, or not a file)."""
+        table = schema.source_offsets
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(
+                    sa.select(table.c.identity).where(
+                        (table.c.source == source) & (table.c.partition == 0)
+                    )
+                ).scalar()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise StoreUnavailable(self._describe(exc)) from exc
 
     def known_ids(self, table: sa.Table, ids: Iterable[Any]) -> set[Any]:
         """The subset of `ids` that already has a row in `users` or `movies`."""

@@ -15,7 +15,7 @@ def _ingest(path: Path, url: str, *, batch_size: int = 500) -> dict[str, int]:
     store = Store(url)
     source = FileSource(path)
     try:
-        source.resume(store.offsets(source.name))
+        source.resume(store.offsets(source.name), store.identity(source.name))
         job = IngestJob(
             source,
             store,
@@ -84,3 +84,51 @@ def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
     write_lines(str(log), [b"2025-10-18T10:00:00,1,GET /rate/new=3"])
     totals = _ingest(log, url)
     assert totals["read"] == 1 and totals["stored"] == 1
+
+
+def test_a_rotated_longer_file_is_read_from_its_start(tmp_path: Path) -> None:
+    """Rotation: the old file moves away, a new one (longer than the stored offset) takes its
+    name. Its first lines must not be skipped."""
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    log = tmp_path / "stream.log"
+    old = make_stream(300, seed=1, garbage_every=0)
+    write_lines(str(log), old.lines)
+    _ingest(log, url)
+    log.rename(tmp_path / "stream.log.1")
+    new = make_stream(900, seed=2, garbage_every=0)  # past the old offset
+    write_lines(str(log), new.lines)
+    totals = _ingest(log, url)
+    assert totals["read"] == 900
+    assert totals["stored"] == len(new.keys - old.keys)
+
+
+def test_a_file_rewritten_in_place_is_read_from_its_start(tmp_path: Path) -> None:
+    """Same inode, other content (copytruncate, then more than before written)."""
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    log = tmp_path / "stream.log"
+    old = make_stream(200, seed=3, garbage_every=0)
+    write_lines(str(log), old.lines)
+    _ingest(log, url)
+    new = make_stream(700, seed=4, garbage_every=0)
+    with log.open("r+b") as handle:  # keeps the inode
+        handle.truncate(0)
+    write_lines(str(log), new.lines)
+    totals = _ingest(log, url)
+    assert totals["read"] == 700
+    assert totals["stored"] == len(new.keys - old.keys)
+
+
+def test_a_file_replaced_while_followed_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "stream.log"
+    write_lines(str(log), [b"2025-10-17T10:00:00,1,GET /rate/a=3"] * 50)
+    source = FileSource(log, take_unterminated=False)
+    first = source.read(100, 0.01)
+    source.committed(first)
+    replacement = tmp_path / "next.log"
+    lines = [f"2025-10-18T10:00:{i:02d},2,GET /rate/b=4".encode() for i in range(60)]
+    write_lines(str(replacement), lines)
+    replacement.rename(log)
+    second = source.read(100, 0.01)
+    source.close()
+    assert second.rewind and second.read == 60
+    assert {row[2] for row in second.rate} == {2}

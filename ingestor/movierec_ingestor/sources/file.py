@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -17,6 +18,40 @@ _MIN_CHUNK = 1 << 20
 _MAX_CHUNK = 64 << 20
 _BYTES_PER_LINE_GUESS = 160
 _IDLE_SLEEP_S = 0.1
+FINGERPRINT_BYTES = 4096
+
+
+def file_identity(path: str | os.PathLike[str]) -> str:
+    """`dev:inode:n:hash` of the file at `path` now: hash = BLAKE2b of its first n bytes
+    (n = up to FINGERPRINT_BYTES). Raises OSError when there is no file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        head = os.pread(fd, FINGERPRINT_BYTES, 0)
+    finally:
+        os.close(fd)
+    digest = hashlib.blake2b(head, digest_size=16).hexdigest()
+    return f"{info.st_dev}:{info.st_ino}:{len(head)}:{digest}"
+
+
+def same_file(old: str, new: str, path: str | os.PathLike[str]) -> bool:
+    """True when `new` (the file at `path` now) is `old` grown: same inode, same first bytes.
+
+    A rotated file has a new inode; a file rewritten in place (same inode) has other first
+    bytes. Either way the stored offset belongs to another file's content.
+    """
+    try:
+        old_dev, old_ino, old_n, old_hash = old.split(":")
+        new_dev, new_ino, new_n, new_hash = new.split(":")
+    except ValueError:
+        return False
+    if (old_dev, old_ino) != (new_dev, new_ino) or int(new_n) < int(old_n):
+        return False
+    if old_n == new_n:
+        return old_hash == new_hash
+    with open(path, "rb") as fh:  # the old fingerprint covered fewer bytes: compare those
+        head = fh.read(int(old_n))
+    return hashlib.blake2b(head, digest_size=16).hexdigest() == old_hash
 
 
 class FileSource:
@@ -25,7 +60,9 @@ class FileSource:
     A line is complete once its newline is written, so a writer appending concurrently is
     never read half-way; with `take_unterminated` (drain runs over finished files) a last
     line without newline is taken at end of file. A file shorter than the committed offset
-    was truncated or replaced: it is read again from the start (replays are duplicates).
+    was truncated: it is read again from the start (replays are duplicates). A file replaced
+    under the same name (rotated: another inode; rewritten: other first bytes), even a longer
+    one, is read from its beginning too: its identity is stored beside the offset.
     """
 
     def __init__(
@@ -43,10 +80,34 @@ class FileSource:
         self._read_to = 0
         self._rewind = False
         self._file: BinaryIO | None = None
+        self._identity: str | None = None  # of the file being read (None: not yet seen)
 
-    def resume(self, committed: Mapping[int, int]) -> None:
-        """Start after what the store already holds."""
+    def resume(self, committed: Mapping[int, int], identity: str | None = None) -> None:
+        """Start after what the store already holds, unless that was another file."""
         self._committed = self._read_to = int(committed.get(0, 0))
+        self._identity = identity
+        if identity is not None and self._read_to:
+            self._check_replaced()
+
+    def _check_replaced(self) -> None:
+        """Start over when the file at the path is not the one the offsets belong to."""
+        try:
+            now = file_identity(self.path)
+        except FileNotFoundError:
+            return  # between a rotation's rename and the new file: keep going
+        if self._identity is not None and not same_file(self._identity, now, self.path):
+            log.warning(
+                "%s was replaced (now %s, was %s): reading the new file from the start",
+                self.path,
+                now,
+                self._identity,
+            )
+            self._read_to = 0
+            self._rewind = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        self._identity = now
 
     def _size(self) -> int:
         return self.path.stat().st_size
@@ -60,6 +121,7 @@ class FileSource:
         """Up to `max_lines` complete lines; waits up to `timeout_s` for the file to grow."""
         deadline = time.monotonic() + timeout_s
         while True:
+            self._check_replaced()
             size = self._size()
             if size < self._read_to:
                 log.warning(
@@ -79,7 +141,7 @@ class FileSource:
             time.sleep(min(_IDLE_SLEEP_S, max(0.0, deadline - time.monotonic())))
 
     def _read_lines(self, max_lines: int, size: int) -> Batch:
-        batch = Batch(self.name, rewind=self._rewind, policy=self.policy)
+        batch = Batch(self.name, rewind=self._rewind, policy=self.policy, identity=self._identity)
         start = self._read_to
         if size <= start:
             return batch

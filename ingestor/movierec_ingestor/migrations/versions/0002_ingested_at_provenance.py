@@ -1,4 +1,5 @@
-"""Trusted time and provenance: `ingested_at` on every event table; provenance columns.
+"""Trusted time, provenance, file identity: `ingested_at` on every event table; provenance
+columns; `source_offsets.identity` (which file an offset belongs to).
 
 Revision ID: 0002
 Revises: 0001
@@ -28,11 +29,15 @@ def upgrade() -> None:
         for name in _PROVENANCE:
             batch.add_column(sa.Column(name, sa.Text, nullable=True))
     op.create_index("ix_rating_events_ingested_at", "rating_events", ["ingested_at"])
+    with op.batch_alter_table("source_offsets") as batch:
+        batch.add_column(sa.Column("identity", sa.Text, nullable=True))
     # Rows from before: course log lines.
     op.execute("UPDATE recommendations SET source = 'log' WHERE source IS NULL")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("source_offsets") as batch:
+        batch.drop_column("identity")
     op.drop_index("ix_rating_events_ingested_at", "rating_events")
     with op.batch_alter_table("recommendations") as batch:
         for name in reversed(_PROVENANCE):
