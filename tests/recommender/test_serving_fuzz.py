@@ -120,6 +120,63 @@ def test_valid_ids_always_answer_200_with_ids(
         assert len(resp.get_data(as_text=True).split(",")) == 20
 
 
+header_names = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    min_size=1,
+    max_size=40,
+).filter(lambda n: n.lower() not in {"content-length", "transfer-encoding", "host"})
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+headers_sets = st.dictionaries(
+    st.one_of(header_names, st.sampled_from(["Accept", "X-Forwarded-For", "Connection",
+                                              "If-None-Match", "Cookie", "Range"])),
+    header_values,
+    max_size=8,
+)  # fmt: skip
+
+
+@FUZZ
+@given(headers=headers_sets, user_id=ids, method=st.sampled_from(["GET", "HEAD", "POST"]))
+def test_any_headers_keep_the_contract(
+    recommender: FlaskClient,
+    router: FlaskClient,
+    headers: dict[str, str],
+    user_id: str,
+    method: str,
+) -> None:
+    for client in (recommender, router):
+        resp = client.open("/recommend/" + quote(user_id, safe=""), method=method,
+                           headers=headers)  # fmt: skip
+        body = resp.get_data()
+        assert resp.status_code < 500 or resp.status_code == 503, (headers, resp.status_code)
+        assert b"Traceback" not in body and b'File "' not in body
+        for name in ("X-Content-Type-Options", "Content-Security-Policy", "X-Model-Version",
+                     "X-Track"):  # fmt: skip
+            assert name in resp.headers, (name, headers)
+        if method == "HEAD":
+            assert body == b""
+
+
+@FUZZ
+@given(
+    head=st.binary(max_size=400),
+    headers=st.lists(st.binary(max_size=120), max_size=12),
+    body=st.binary(max_size=64),
+)
+def test_request_scanner_never_raises_and_bounds_what_it_accepts(
+    head: bytes, headers: list[bytes], body: bytes
+) -> None:
+    from movierec_recommender.web.http1 import COMPLETE, ERROR, scan_request
+
+    data = head + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + body
+    for cut in (len(data), len(data) // 2):
+        scan = scan_request(data[:cut], max_head=512, max_body=32)
+        if scan.state == COMPLETE:
+            assert 0 < scan.end <= cut
+            assert scan.end - data.find(b"\r\n\r\n") - 4 <= 32
+        if scan.state == ERROR:
+            assert scan.status in {400, 411, 413, 431}
+
+
 def test_published_openapi_is_served_by_both(recommender: FlaskClient, router: FlaskClient) -> None:
     for client in (recommender, router):
         doc = client.get("/openapi.json").get_json()
