@@ -359,3 +359,52 @@ def test_rendered_manifests_pass_server_side_validation(
     docs = render(helm, values=[LOCAL_VALUES], namespace=kube.namespace)
     manifest = yaml.safe_dump_all(docs)
     kube.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+
+
+@pytest.fixture(scope="module")
+def prom_tools() -> Any:
+    from harness import promstack
+
+    return promstack.ensure_installed()
+
+
+def test_prometheus_configuration_is_valid(
+    prom_tools: Any, local_docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """With the local (file_sd) discovery: the harness's promtool is Debian's, which has no
+    kubernetes_sd_configs; the rules and everything else are the same in both."""
+    config = next(
+        d
+        for d in local_docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("prometheus")
+    )
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for key, text in config["data"].items():
+        (tmp_path / key if key == "prometheus.yml" else rules / key).write_text(text)
+    # the pod mounts the rules at /etc/prometheus/rules; here they sit next to the config
+    main = (tmp_path / "prometheus.yml").read_text().replace("/etc/prometheus/rules", str(rules))
+    main = main.replace("/etc/prometheus/sd", str(tmp_path))
+    (tmp_path / "prometheus.yml").write_text(main)
+    done = subprocess.run(
+        [str(prom_tools.promtool), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alertmanager_configuration_is_valid(
+    prom_tools: Any, default_docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    secret = next(
+        d
+        for d in default_docs
+        if d["kind"] == "Secret" and d["metadata"]["name"].endswith("alertmanager")
+    )
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(secret["stringData"]["alertmanager.yml"])
+    done = subprocess.run(
+        [str(prom_tools.amtool), "check-config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
