@@ -41,9 +41,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Services are started once for the whole run and always stopped, also when tests fail.
+# Services are started once for the whole run and always stopped, also when tests fail; the
+# images are built (or found cached) and imported into the node's containerd in between.
 test: install services-build
 	@rc=0; $(MAKE) --no-print-directory services-up || exit 1; \
+	$(MAKE) --no-print-directory images && \
 	$(BIN)/ruff check . && $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.cache import cache_root, install_lock, is_complete, mark_complete
 from harness.process import ServiceError, run
-from harness.system import is_root, require_tool
+from harness.system import apt_install, is_root, require_tool
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 RECIPE = "1"  # bump when the way a rootfs is made changes, so cached trees are rebuilt
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The mirror may serve snapshot Release files whose Valid-Until has passed (the host says the same).
@@ -64,6 +65,8 @@ def base() -> Path:
         if is_complete(folder.with_suffix(".done")):
             return folder
         debootstrap = require_tool("debootstrap", ["debootstrap"])
+        if not DEBIAN_KEYRING.exists():  # Ubuntu hosts (GitHub's runners) lack Debian's keys
+            apt_install(["debian-archive-keyring"])
         partial = folder.with_suffix(".partial")
         shutil.rmtree(partial, ignore_errors=True)
         log.info("debootstrap --variant=minbase %s from %s (about a minute)", SUITE, mirror())

@@ -27,19 +27,19 @@ run_initdb_scripts() {
 	for f in /docker-entrypoint-initdb.d/*; do
 		case "$f" in
 		*.sh)
+			# shellcheck source=/dev/null
 			if [ -x "$f" ]; then "$f"; else . "$f"; fi
 			echo "$0: ran $f"
 			;;
-		*.sql) psql_init -f "$f" ;;
-		*.sql.gz) gunzip -c "$f" | psql_init ;;
+		*.sql) psql_init --dbname "$POSTGRES_DB" -f "$f" ;;
+		*.sql.gz) gunzip -c "$f" | psql_init --dbname "$POSTGRES_DB" ;;
 		*) ;;
 		esac
 	done
 }
 
 psql_init() {
-	psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc \
-		--dbname "$POSTGRES_DB" "$@"
+	psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc "$@"
 }
 
 init_database() {
@@ -61,10 +61,13 @@ init_database() {
 	export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
 	if [ "$POSTGRES_DB" != postgres ]; then
 		local exists
-		exists="$(POSTGRES_DB=postgres psql_init -tA --set db="$POSTGRES_DB" \
-			-c "SELECT 1 FROM pg_database WHERE datname = :'db'")"
+		# psql interpolates :'db' in scripts it reads, not in -c commands
+		exists="$(psql_init --dbname postgres -tA --set db="$POSTGRES_DB" <<-'EOSQL'
+			SELECT 1 FROM pg_database WHERE datname = :'db' ;
+		EOSQL
+		)"
 		if [ -z "$exists" ]; then
-			POSTGRES_DB=postgres psql_init --set db="$POSTGRES_DB" <<-'EOSQL'
+			psql_init --dbname postgres --set db="$POSTGRES_DB" <<-'EOSQL'
 				CREATE DATABASE :"db" ;
 			EOSQL
 		fi
