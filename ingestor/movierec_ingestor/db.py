@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK_ID = 0x6D6F7669  # "movi"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 
 
 def normalize_url(url: str) -> sa.URL:
-    """Parse a database URL; a bare `postgresql://` means psycopg2, the driver we ship."""
+    """Parse a database URL; a bare `postgresql://` (or Heroku-style `postgres://`) means
+    psycopg2, the driver we ship (SQLAlchemy alone would pick psycopg 3, or reject `postgres`)."""
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -31,8 +33,20 @@ def normalize_url(url: str) -> sa.URL:
     return parsed
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine for a SQLite file (parent folder created, WAL) or PostgreSQL (pre-ping pool)."""
+def create_engine(
+    url: str,
+    *,
+    connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    application_name: str = "movierec",
+    pool_size: int = 2,
+) -> sa.Engine:
+    """The engine factory for every component (ingest, quality, train, retrain, serve --db,
+    the evaluator): every URL form, a bounded connect, pre-ping against dropped connections.
+
+    SQLite: the file's folder is created, WAL, `BEGIN IMMEDIATE`, a 30 s busy timeout.
+    PostgreSQL: psycopg2, `connect_timeout` (a dead or silent server fails in seconds, not
+    after the kernel's TCP timeout), the pool pre-pings so a restarted server costs one retry.
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -44,9 +58,9 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(
         parsed,
         pool_pre_ping=True,
-        pool_size=2,
+        pool_size=pool_size,
         # Connect errors surface quickly instead of hanging a CronJob on a dead server.
-        connect_args={"connect_timeout": 10, "application_name": "movierec-ingestor"},
+        connect_args={"connect_timeout": connect_timeout_s, "application_name": application_name},
     )
 
 

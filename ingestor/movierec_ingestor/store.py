@@ -193,7 +193,7 @@ class Store:
     """Writes batches and metadata to the movierec database; migrates the schema on open."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.engine = db.create_engine(url)
+        self.engine = db.create_engine(url, application_name="movierec-ingestor")
         self.dialect = self.engine.dialect.name
         self._insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         sa.event.listen(self.engine, "connect", self._create_temp_tables)

@@ -16,6 +16,7 @@ from movierec_recommender import registry
 from movierec_recommender.data import RatingsData
 from movierec_recommender.models import build_model
 from movierec_recommender.pipeline.lineage import snapshot
+from movierec_recommender.registry import store as registry_store
 from movierec_recommender.registry.pyfunc import NATIVE_SUBPATH
 
 from harness.session import MlflowNames
@@ -268,3 +269,26 @@ def test_an_untagged_tampered_version_never_loads(
     monkeypatch.setenv("MOVIEREC_ALLOW_UNVERIFIED_MODELS", "true")
     with pytest.raises(registry.ModelArtifactError, match="ModelIntegrityError"):
         registry.download_model(uri, mlflow_uri)
+
+
+def test_a_silent_tracking_server_fails_fast_not_after_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts connections and never answers: MLflow alone would wait 120 s per
+    request and retry 7 times; the registry's bounded defaults give up in about 20 s."""
+    import socket
+    import time
+
+    for key in registry_store.HTTP_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - any failure, as long as it comes soon
+            registry.download_model("models:/anything/1", f"http://127.0.0.1:{port}")
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 45
