@@ -20,7 +20,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "with later watches and ratings and serve the metrics on /metrics (--port)."
         ),
     )
-    p.add_argument("--db", required=True, help="store URL holding exposures and outcomes")
+    p.add_argument(
+        "--db",
+        help="store URL holding exposures and outcomes (--follow: else MOVIEREC_EVALUATOR_DB_URL)",
+    )
     p.add_argument("--exposures", type=Path, help="provenance events, JSON lines (one-shot mode)")
     p.add_argument(
         "--model",
@@ -38,6 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--lookback-minutes", type=float, default=None, help="exposures evaluated (last 360)"
     )
     p.add_argument("--tracking-uri", help="MLflow, to load each served version (online RMSE)")
+    p.add_argument("--baseline-track", help="track the A/B comparisons are against (stable)")
     p.set_defaults(func=run_evaluate_online)
 
 
@@ -54,8 +58,8 @@ def _models(specs: list[str]) -> dict[str, str]:
 def run_evaluate_online(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args)
-    if args.exposures is None:
-        raise BadInputError("--exposures FILE is required without --follow")
+    if args.exposures is None or args.db is None:
+        raise BadInputError("--db URL and --exposures FILE are required without --follow")
     return _once(args)
 
 
@@ -76,11 +80,14 @@ def _follow(args: argparse.Namespace) -> int:
         "window_minutes": args.window_minutes,
         "tracking_uri": args.tracking_uri,
         "models": _models(args.model) or None,
+        "baseline_track": args.baseline_track,
     }
     try:
         settings = EvaluatorSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise BadInputError(f"bad evaluator settings: {exc}") from exc
+        raise BadInputError(
+            f"bad evaluator settings (flags or MOVIEREC_EVALUATOR_*): {exc}"
+        ) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

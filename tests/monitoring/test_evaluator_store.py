@@ -3,7 +3,7 @@ the ingestor: course log lines, provenance events, metadata; and the `--follow` 
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 import time
@@ -11,76 +11,22 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from movierec_ingestor.db import create_engine
-from movierec_ingestor.events import RecommendationEvent, parse_line
 from movierec_recommender.online.evaluate import evaluate
 from movierec_recommender.online.exposures import Exposure
 from movierec_recommender.online.service import ModelCache, evaluate_once
 from movierec_recommender.online.settings import EvaluatorSettings
-from movierec_recommender.provenance import build_event
 
 from harness.ports import free_port
-
-START = datetime(2026, 1, 1)
-HOURS = 36
-TRACKS = {"rec-a": ("stable", "6"), "rec-b": ("canary", "7")}  # simulated servers -> arms
-
-
-def _movierec(*argv: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "movierec", *argv], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from tests.monitoring.support import HOURS, START, fill, movierec, simulate
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A simulated stream, its metadata, and the provenance events of its answers."""
-    folder = tmp_path_factory.mktemp("world")
-    stream = folder / "stream.log"
-    _movierec(
-        "simulate", "--users", "300", "--movies", "120", "--hours", str(HOURS), "--seed", "3",
-        "--sessions-per-day", "3", "--start", START.isoformat(), "--out", str(stream),
-        "--metadata-out", str(folder / "meta"),
-    )  # fmt: skip
-    # the serving side's provenance event for every answer the stream logged, as it would emit
-    events = []
-    for line in stream.read_bytes().splitlines():
-        try:
-            event = parse_line(line)
-        except Exception:  # the stream's deliberate garbage
-            continue
-        if isinstance(event, RecommendationEvent) and event.status >= 100:
-            track, version = TRACKS[event.server.split(".")[0]]
-            events.append(
-                build_event(
-                    user_id=event.user_id,
-                    track=track,
-                    model_name="movies",
-                    model_version=version,
-                    ids=event.results,
-                    scores=np.linspace(1, 0, len(event.results)),
-                    latency_ms=float(event.latency_ms or 0),
-                    status=event.status,
-                    when=event.time,
-                )
-            )
-    provenance = folder / "provenance.jsonl"
-    provenance.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return {"stream": stream, "meta": folder / "meta", "provenance": provenance}
-
-
-def _fill(db: str, world: dict[str, Path]) -> None:
-    _movierec(
-        "ingest", "--source", str(world["stream"]), "--db", db, "--metadata", str(world["meta"]),
-        "--until-caught-up",
-    )  # fmt: skip
-    _movierec("ingest", "--source", str(world["provenance"]), "--db", db, "--until-caught-up")
+    return simulate(tmp_path_factory.mktemp("world"))
 
 
 def _settings(db: str, **extra: object) -> EvaluatorSettings:
@@ -138,29 +84,31 @@ def _check_snapshot(db: str, world: dict[str, Path], models: dict[str, str]) -> 
 
 def test_evaluator_on_sqlite(world: dict[str, Path], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    _fill(db, world)
+    fill(db, world)
     model = tmp_path / "model"
-    _movierec("train", "--db", db, "--algo", "item-item", "--out", str(model))
+    movierec("train", "--db", db, "--algo", "item-item", "--out", str(model))
     _check_snapshot(db, world, {"6": str(model)})
 
 
 def test_evaluator_on_postgres(world: dict[str, Path], pg_url: str) -> None:
-    _fill(pg_url, world)
+    fill(pg_url, world)
     _check_snapshot(pg_url, world, {})
 
 
 def test_follow_serves_metrics(world: dict[str, Path], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    _fill(db, world)
+    fill(db, world)
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "movierec", "evaluate-online", "--follow", "--db", db,
+            # the store URL from the environment, as the chart's Deployment passes it
+            sys.executable, "-m", "movierec", "evaluate-online", "--follow",
             "--interval", "1", "--port", str(port),
             # the simulated stream lies in the past: look back far enough to include it
             "--lookback-minutes", str((datetime.now() - START).total_seconds() / 60 + 60),
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MOVIEREC_EVALUATOR_DB_URL": db},
     )  # fmt: skip
     try:
         text = ""
