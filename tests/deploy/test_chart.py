@@ -4,6 +4,7 @@ rejects wrong values with readable messages, and ships the CRD from crds/ unchan
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +409,24 @@ def test_alertmanager_configuration_is_valid(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+_MAP_VALUES = {
+    "resources", "nodeSelector", "affinity", "podAnnotations", "annotations", "commonLabels",
+    "seccompProfile", "capabilities",
+}  # fmt: skip
+
+
+def _value_paths(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key not in _MAP_VALUES:
+            yield from _value_paths(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_values_table_lists_every_value() -> None:
+    table = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [path for path in _value_paths(values) if f"| `{path}` |" not in table]
+    assert not missing, f"charts/movierec/README.md does not list: {missing}"

@@ -109,6 +109,9 @@ seccompProfile:
   value: "true"
 - name: DO_NOT_TRACK
   value: "1"
+# progress bars are noise in pod logs
+- name: MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+  value: "false"
 {{- end }}
 
 {{/* preStop on HTTP servers: kube-proxy stops sending before the server closes its socket. */}}
