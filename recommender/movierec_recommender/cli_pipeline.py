@@ -73,6 +73,7 @@ def run_retrain(args: argparse.Namespace) -> int:
 
     from movierec_recommender.pipeline.config import PromotionRule, RetrainConfig
     from movierec_recommender.pipeline.job import QualityGateError, run_retrain
+    from movierec_recommender.pipeline.summary import StoppedSummary
 
     options: dict[str, object] = {
         "db_url": args.db,
@@ -100,19 +101,11 @@ def run_retrain(args: argparse.Namespace) -> int:
     try:
         summary = run_retrain(config)
     except QualityGateError as exc:
-        print(
-            json.dumps(
-                {
-                    "name": config.name,
-                    "decision": "stopped",
-                    "reason": str(exc),
-                    "quality_report_id": exc.report_id,
-                }
-            )
-        )
+        stopped = StoppedSummary(name=config.name, reason=str(exc), quality_report_id=exc.report_id)
+        print(stopped.model_dump_json())
         print(f"movierec retrain: {exc} (use --force to train anyway)", file=sys.stderr)
         return EXIT_GATE_FAILED
-    print(json.dumps(summary.as_dict(), sort_keys=True))
+    print(summary.model_dump_json())
     return 0
 
 

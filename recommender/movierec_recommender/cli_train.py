@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train",
         help="fit a kNN model, evaluate it on a time split, save it (and register it)",
-        description="Prints the offline metrics as one JSON line on stdout.",
+        description=(
+            "The training pipeline of `movierec retrain` without the quality gate and the "
+            "promotion: snapshot -> time holdout -> fit -> evaluate -> refit on all ratings -> "
+            "save (-> log and register). Prints a TrainSummary as one JSON line on stdout."
+        ),
     )
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the ingestor's database")
@@ -69,66 +71,36 @@ def load_config(text: str | None) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """The training pipeline without the quality gate and the promotion (pipeline/job.py)."""
+    from pydantic import ValidationError
+
+    from movierec_recommender.pipeline.config import PipelineConfig
+    from movierec_recommender.pipeline.job import run_train as run_pipeline_train
+
     if args.algo not in ALGO_NAMES:
         raise BadInputError(f"unknown --algo {args.algo!r}; choose user-user or item-item")
     if not 0 < args.test_fraction < 1:
         raise BadInputError("--test-fraction must be between 0 and 1")
-    config = load_config(args.config)
-
-    from movierec_recommender.data import RatingsData
-    from movierec_recommender.evaluation import evaluate, time_split
-    from movierec_recommender.models import build_model
-
-    # validate -> lineage -> fit -> evaluate -> fit on everything -> save -> register
-    if args.ratings:
-        data = RatingsData.from_csv(args.ratings)
-        source = {"source": "csv", "path": str(Path(args.ratings).resolve())}
-    else:
-        data = RatingsData.from_db(args.db, exclude_quarantined=not args.include_quarantined)
-        source = {"source": "db", "url": _redact(args.db)}
-    if len(data) < 2:
-        raise BadInputError("need at least 2 ratings to train and evaluate")
-    lineage = {**source, **data.lineage(), "test_fraction": args.test_fraction}
-
-    train, test = time_split(data, args.test_fraction)
-    started = time.perf_counter()
-    model = build_model(args.algo, config).fit(train)
-    eval_fit_seconds = time.perf_counter() - started
-    metrics = evaluate(model, train, test)
-
-    started = time.perf_counter()
-    model = build_model(args.algo, config).fit(data)
-    fit_seconds = time.perf_counter() - started
-    model.save(args.out)
-    metrics.update(
-        fit_seconds=fit_seconds, eval_fit_seconds=eval_fit_seconds, model_bytes=model.nbytes
-    )
-
-    result: dict[str, Any] = {
-        "algo": args.algo,
-        "out": str(args.out),
-        "n_ratings": len(data),
-        "train_ratings": len(train),
-        "test_ratings": len(test),
-        **{k: _round(v) for k, v in metrics.items()},
-    }
-    if args.register:
-        try:
-            from movierec_recommender import registry
-        except ModuleNotFoundError as exc:
-            if exc.name != "movierec_recommender.registry":
-                raise
-            raise RuntimeError(
-                "--register needs movierec_recommender.registry, which this install lacks; "
-                f"the model is saved in {args.out}"
-            ) from exc
-        tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        # positional, as in docs/CONTRACTS-internal.md: (model, data_lineage, metrics, name, uri)
-        version = registry.log_and_register(
-            model, lineage, {k: float(v) for k, v in metrics.items()}, args.register, tracking_uri
+    model_config = load_config(args.config)
+    try:
+        config = PipelineConfig(
+            db_url=args.db,
+            ratings_csv=args.ratings,
+            include_quarantined=args.include_quarantined,
+            name=args.register,
+            tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+            gate=False,
+            promote=False,
+            out=args.out,
+            refit_full=True,
+            holdout_fraction=args.test_fraction,
+            algorithms=(args.algo,),
+            model_configs={args.algo: model_config.model_dump(exclude_unset=True)},
         )
-        result.update(registered=args.register, version=str(version))
-    print(json.dumps(result), file=sys.stdout, flush=True)
+    except ValidationError as exc:
+        raise BadInputError(f"invalid options: {exc}") from exc
+    summary = run_pipeline_train(config)
+    print(summary.model_dump_json(), file=sys.stdout, flush=True)
     return 0
 
 
@@ -188,17 +160,3 @@ def run_predict(args: argparse.Namespace) -> int:
     out.to_csv(out_path, index=False)
     log.info("wrote %d predictions to %s", len(out), out_path)
     return 0
-
-
-def _round(value: Any) -> Any:
-    return round(value, 6) if isinstance(value, float) else value
-
-
-def _redact(url: str) -> str:
-    """Drop a password from a database URL before it is logged."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL fails later with its own message
-        return url

@@ -159,8 +159,9 @@ class RatingsData:
         """Latest rating per (user, movie) from the `ratings` table, minus quarantined pairs."""
         import pandas as pd
         import sqlalchemy as sa
+        from movierec_ingestor.db import create_engine
 
-        engine = sa.create_engine(url)
+        engine = create_engine(url)  # every URL form the ingestor accepts (postgresql://, ...)
         try:
             tables = set(sa.inspect(engine).get_table_names())
             if "ratings" not in tables:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from movierec_recommender.pipeline.summary import TrainSummary
 
 from movierec.cli import main
 from tests.recommender.test_models_fixtures import latent_data
@@ -46,10 +47,12 @@ def test_train_prints_metrics_and_saves_a_model_predict_scores_every_pair(
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
-    result = json.loads(lines[0])
-    assert result["algo"] == algo
-    for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "coverage"):
-        assert np.isfinite(result[key])
+    result = TrainSummary.model_validate_json(lines[0])  # the typed summary, nothing else
+    assert result.algo == algo and result.out == str(out)
+    for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "coverage", "popular_share"):
+        assert np.isfinite(result.metrics[key])
+    assert result.train_ratings + result.test_ratings == result.n_ratings
+    assert result.lineage["sha256"] and result.registered is None
     assert (out / "meta.json").is_file()
     assert json.loads((out / "meta.json").read_text())["config"]["neighbors"] == 10
 

@@ -30,6 +30,21 @@ RULE = PromotionRule(min_rmse_gain=0.01)
         ({"rmse": 0.80, "ndcg@10": 0.35, "fairness_ratio": 0.79}, CHAMP, None, "rejected"),
         ({"rmse": 0.80, "ndcg@10": 0.35}, CHAMP, None, "promoted"),  # no metadata: not compared
         ({"rmse": 0.95, "ndcg@10": 0.35, "fairness_ratio": 0.9}, CHAMP, None, "rejected"),
+        # ranking guards: coverage may drop and popularity share rise by at most 0.05
+        ({**CHAMP, "rmse": 0.8, "coverage": 0.10}, {**CHAMP, "coverage": 0.20}, None, "rejected"),
+        ({**CHAMP, "rmse": 0.8, "coverage": 0.16}, {**CHAMP, "coverage": 0.20}, None, "promoted"),
+        (
+            {**CHAMP, "rmse": 0.8, "popular_share": 0.9},
+            {**CHAMP, "popular_share": 0.7},
+            None,
+            "rejected",
+        ),
+        (
+            {**CHAMP, "rmse": 0.8, "popular_share": 0.74},
+            {**CHAMP, "popular_share": 0.7},
+            None,
+            "promoted",
+        ),
     ],
 )
 def test_promotion_rule(
@@ -145,3 +160,24 @@ def test_promote_needs_a_reason(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 2
     assert "--reason" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "exactly one data source"),
+        ({"db_url": "sqlite://", "ratings_csv": "r.csv"}, "exactly one data source"),
+        ({"ratings_csv": "r.csv", "promote": False}, "quality gate needs the database"),
+        ({"ratings_csv": "r.csv", "gate": False}, "promotion needs a registered model name"),
+    ],
+)
+def test_one_pipeline_config_refuses_impossible_step_sets(
+    options: dict[str, object], message: str
+) -> None:
+    from movierec_recommender.pipeline.config import PipelineConfig
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        PipelineConfig.model_validate(options)
+    # `train` = the same pipeline with gate and promotion off
+    assert not PipelineConfig(ratings_csv="r.csv", gate=False, promote=False).promote

@@ -71,8 +71,8 @@ def evaluate_model(
     k: int = 10,
     min_group_users: int = 5,
 ) -> dict[str, float]:
-    """rmse, mae, precision/recall/ndcg@k, coverage, ranked_users and (when user metadata
-    exists) fairness."""
+    """rmse, mae, precision/recall/ndcg@k, coverage, popular_share, ranked_users and (when user
+    metadata exists) fairness."""
     from movierec_recommender.evaluation import ranking_metrics, rating_metrics
 
     predictions = np.asarray(model.predict(test.user_ids, test.movie_ids), dtype=np.float64)
@@ -80,9 +80,9 @@ def evaluate_model(
         k_: float(v) for k_, v in rating_metrics(test.ratings, predictions).items()
     }
     ranking = ranking_metrics(model, train, test, k=k)
-    # "users" (how many test users had a relevant item) reads like a lineage count: rename it
-    ranking["ranked_users"] = ranking.pop("users", 0.0)
     metrics.update({k_: float(v) for k_, v in ranking.items()})
+    # the ranking metrics' sample size: test users with a relevant movie
+    metrics["ranked_users"] = float(len(np.unique(test.user_ids[test.ratings >= 4.0])))
     metrics.update(
         fairness_metrics(model, train, test, groups, k=k, min_group_users=min_group_users)
     )

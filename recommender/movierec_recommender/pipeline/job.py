@@ -1,19 +1,22 @@
-"""`movierec retrain`, top to bottom: quality gate → data snapshot → time holdout → fit both
-algorithms → offline evaluation → one MLflow run each → register the better one as `challenger`
-→ re-evaluate `champion` on the same holdout → move `champion` if the rule (or a person) says so."""
+"""The training pipeline, top to bottom, shared by `movierec train` and `movierec retrain`:
+quality gate → data snapshot → holdout → fit each algorithm → offline evaluation (rating error,
+ranking, coverage, popularity share, fairness) → one MLflow run each → register the better one →
+alias `challenger` → re-evaluate `champion` on the same holdout → move `champion` if the rule (or
+a person) says so. `train` runs it with the gate and the promotion steps off."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from movierec_ingestor.errors import BadInputError
 
-from movierec_recommender.pipeline.config import RetrainConfig
+from movierec_recommender.pipeline.config import PipelineConfig, RetrainConfig
 from movierec_recommender.pipeline.promotion import Decision, decide, select_best
 from movierec_recommender.pipeline.record import decision_tags
+from movierec_recommender.pipeline.summary import RetrainSummary, TrainSummary
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +34,25 @@ class QualityGateError(RuntimeError):
 
 
 @dataclass
-class RetrainSummary:
-    """What one run did; printed as one JSON line by the CLI."""
+class PipelineResult:
+    """What one pipeline run produced; the commands turn it into their typed summary."""
 
-    name: str
-    version: str
-    algo: str
-    decision: str
-    promoted: bool
-    reason: str
-    champion_before: str | None
-    champion_after: str | None
-    challenger_metrics: dict[str, float]
-    champion_metrics: dict[str, float] | None
+    best: str
+    model: Any
+    metrics: dict[str, dict[str, float]]
+    lineage: Any
+    n_ratings: int
     runs: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    lineage: dict[str, Any] = field(default_factory=dict)
-    quality_gate: str = "passed"
+    version: str | None = None
+    decision: Decision | None = None
+    champion_before: str | None = None
+    champion_metrics: dict[str, float] | None = None
+    quality_gate: str = "skipped"
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-def run_retrain(config: RetrainConfig) -> RetrainSummary:
-    """Run the whole job; raises QualityGateError (nothing registered) or returns the summary."""
-    from movierec_ingestor.db import normalize_url
-
-    from movierec_recommender import registry
+def run_pipeline(config: PipelineConfig) -> PipelineResult:
+    """Run the steps `config` asks for; raises QualityGateError (nothing logged) when the gate
+    blocks, BadInputError for unusable data."""
     from movierec_recommender.data import RatingsData
     from movierec_recommender.evaluation import time_split
     from movierec_recommender.models import build_model
@@ -65,26 +60,30 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
     from movierec_recommender.pipeline.evaluate import evaluate_model
     from movierec_recommender.pipeline.lineage import snapshot, with_split
 
-    tracking_uri = registry.resolve_tracking_uri(config.tracking_uri)
-
     # 1. validate: the quality gate decides whether this data may train a model at all
-    gate_status, report_id = _quality_gate(config)
+    gate_status, report_id = _quality_gate(config) if config.gate else ("skipped", None)
 
     # 2. lineage: what exactly we train on
-    data = RatingsData.from_db(config.db_url, exclude_quarantined=True)
-    if len(data) == 0:
-        raise BadInputError(f"no ratings to train on in {_safe_url(config.db_url)}")
-    if data.timestamps is None:
-        raise BadInputError("ratings have no usable times: a time-based holdout is impossible")
-    source = normalize_url(config.db_url).render_as_string(hide_password=True)
-    train, test = time_split(data, config.holdout_fraction)
-    if len(train) == 0 or len(test) == 0:
-        raise BadInputError(
-            f"{len(data)} ratings cannot be split {1 - config.holdout_fraction:.0%}/"
-            f"{config.holdout_fraction:.0%} by time: need more data"
+    if config.db_url is not None:
+        data = RatingsData.from_db(
+            config.db_url, exclude_quarantined=not config.include_quarantined
         )
+        source = _safe_url(config.db_url)
+        if len(data) and data.timestamps is None:
+            raise BadInputError("ratings have no usable times: a time-based holdout is impossible")
+    else:
+        from pathlib import Path
+
+        assert config.ratings_csv is not None  # the config's validator: exactly one source
+        data = RatingsData.from_csv(config.ratings_csv)
+        source = str(Path(config.ratings_csv).resolve())
+    if len(data) < 2:
+        raise BadInputError(
+            f"{len(data)} ratings in {source}: need at least 2 to train and evaluate"
+        )
+    train, test = time_split(data, config.holdout_fraction)
     lineage = with_split(snapshot(data, source, report_id), train, test)
-    groups = load_groups(config.db_url)
+    groups = load_groups(config.db_url) if config.db_url is not None else {}
     log.info(
         "training on %d ratings (%s..%s), holdout %d from %s",
         lineage.train_rows,
@@ -108,9 +107,33 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
         )
         metrics[algo].update({"fit_seconds": fit_seconds, "model_bytes": float(model.nbytes)})
         log.info("%s: %s", algo, _fmt(metrics[algo]))
+    best = select_best([(algo, metrics[algo]) for algo in config.algorithms])
+
+    # the artifact: the evaluated model, or (train's default) a refit on every rating
+    if config.refit_full:
+        started = time.perf_counter()
+        models[best] = build_model(best, _model_config(best, config)).fit(data)
+        metrics[best]["refit_seconds"] = time.perf_counter() - started
+        metrics[best]["model_bytes"] = float(models[best].nbytes)
+    if config.out:
+        models[best].save(config.out)
+    result = PipelineResult(
+        best=best,
+        model=models[best],
+        metrics=metrics,
+        lineage=lineage,
+        n_ratings=len(data),
+        quality_gate=gate_status,
+    )
+    if config.name is None:
+        return result
 
     # 5. log: one MLflow run per algorithm
+    from movierec_recommender import registry
+
+    tracking_uri = registry.resolve_tracking_uri(config.tracking_uri)
     run_params = _pipeline_params(config)
+    pipeline = "retrain" if config.promote else "train"
     runs = {
         algo: registry.log_run(
             models[algo],
@@ -120,7 +143,7 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
             experiment=config.experiment,
             run_name=f"{config.name}-{algo}",
             tags={
-                "pipeline": "retrain",
+                "pipeline": pipeline,
                 "registered_model": config.name,
                 "quality_gate": gate_status,
             },
@@ -128,9 +151,9 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
         )
         for algo in config.algorithms
     }
+    result.runs = {algo: run.run_id for algo, run in runs.items()}
 
-    # 6. register the better one as a new version and make it the challenger
-    best = select_best([(algo, metrics[algo]) for algo in config.algorithms])
+    # 6. register the better one as a new version
     version = registry.register_version(
         runs[best],
         config.name,
@@ -140,6 +163,9 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
             "selection.candidates": ",".join(config.algorithms),
         },
     )
+    result.version = version
+    if not config.promote:
+        return result
     registry.set_alias(config.name, registry.CHALLENGER, version, tracking_uri)
 
     # 7. compare with the champion on the same holdout
@@ -177,31 +203,58 @@ def run_retrain(config: RetrainConfig) -> RetrainSummary:
     )
     if decision.promote:
         registry.set_alias(config.name, registry.CHAMPION, version, tracking_uri)
-    champion_after = version if decision.promote else champion_before
     log.info("version %s (%s): %s: %s", version, best, decision.outcome, decision.reason)
+    result.decision = decision
+    result.champion_before = champion_before
+    result.champion_metrics = champion_metrics
+    return result
 
+
+def run_retrain(config: RetrainConfig) -> RetrainSummary:
+    """`movierec retrain`: the whole pipeline; raises QualityGateError or returns the summary."""
+    result = run_pipeline(config)
+    assert result.decision is not None and result.version is not None and config.name
     return RetrainSummary(
         name=config.name,
-        version=version,
-        algo=best,
-        decision=decision.outcome,
-        promoted=decision.promote,
-        reason=decision.reason,
-        champion_before=champion_before,
-        champion_after=champion_after,
-        challenger_metrics=metrics[best],
-        champion_metrics=champion_metrics,
-        runs={algo: run.run_id for algo, run in runs.items()},
-        metrics=metrics,
-        lineage=lineage.model_dump(mode="json"),
-        quality_gate=gate_status,
+        version=result.version,
+        algo=result.best,
+        decision=result.decision.outcome,
+        promoted=result.decision.promote,
+        reason=result.decision.reason,
+        champion_before=result.champion_before,
+        champion_after=result.version if result.decision.promote else result.champion_before,
+        challenger_metrics=result.metrics[result.best],
+        champion_metrics=result.champion_metrics,
+        runs=result.runs,
+        metrics=result.metrics,
+        lineage=result.lineage.model_dump(mode="json"),
+        quality_gate=result.quality_gate,
     )
 
 
-def _quality_gate(config: RetrainConfig) -> tuple[str, int | None]:
+def run_train(config: PipelineConfig) -> TrainSummary:
+    """`movierec train`: the pipeline without gate and promotion (`config` says so)."""
+    result = run_pipeline(config)
+    lineage = result.lineage
+    return TrainSummary(
+        algo=result.best,
+        out=str(config.out),
+        n_ratings=result.n_ratings,
+        train_ratings=int(lineage.train_rows or 0),
+        test_ratings=int(lineage.test_rows or 0),
+        metrics=result.metrics[result.best],
+        registered=config.name,
+        version=result.version,
+        run_id=result.runs.get(result.best),
+        lineage=lineage.model_dump(mode="json"),
+    )
+
+
+def _quality_gate(config: PipelineConfig) -> tuple[str, int | None]:
     """Run the gate; raise QualityGateError unless it passes or training is forced."""
     from movierec_ingestor.quality.gate import run_gate
 
+    assert config.db_url is not None  # the config's validator: the gate needs the database
     result = run_gate(config.db_url, force=config.force_gate)
     if result.report.get("forced"):  # `passed` includes the override; the report says it was one
         reason = gate_reason(result.report)
@@ -226,7 +279,7 @@ def gate_reason(report: dict[str, Any]) -> str:
     return "blocking: " + ", ".join(blocking) if blocking else "see the quality report"
 
 
-def _model_config(algo: str, config: RetrainConfig) -> Any:
+def _model_config(algo: str, config: PipelineConfig) -> Any:
     overrides = config.model_configs.get(algo)
     if not overrides:
         return None
@@ -235,7 +288,7 @@ def _model_config(algo: str, config: RetrainConfig) -> Any:
     return KNNConfig(**overrides)
 
 
-def _pipeline_params(config: RetrainConfig) -> dict[str, Any]:
+def _pipeline_params(config: PipelineConfig) -> dict[str, Any]:
     """The job's settings worth seeing next to a run (no URLs, which may carry credentials)."""
     return {
         "pipeline": {
@@ -252,7 +305,7 @@ def _decision_tags(
     decision: Decision,
     champion_before: str | None,
     champion_metrics: dict[str, float] | None,
-    config: RetrainConfig,
+    config: PipelineConfig,
 ) -> dict[str, str]:
     from movierec_recommender.registry import metric_key
 

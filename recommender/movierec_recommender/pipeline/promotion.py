@@ -10,6 +10,7 @@ from movierec_recommender.pipeline.config import PromotionRule
 from movierec_recommender.pipeline.evaluate import FAIRNESS
 
 RMSE, NDCG = "rmse", "ndcg@10"
+COVERAGE, POPULAR_SHARE = "coverage", "popular_share"
 
 PROMOTED, REJECTED, FORCED, FIRST = "promoted", "rejected", "forced", "first"
 
@@ -43,8 +44,9 @@ def decide(
     force_reason: str | None = None,
 ) -> Decision:
     """Promote when there is no champion, when forced, or when the challenger beats the champion
-    on the same holdout: RMSE lower by at least ``min_rmse_gain`` (and strictly lower), NDCG@10
-    and the fairness ratio not worse beyond their tolerances (fairness only when both have it)."""
+    on the same holdout: RMSE lower by at least ``min_rmse_gain`` (and strictly lower); NDCG@10,
+    catalogue coverage, popularity share and the fairness ratio not worse beyond their tolerances
+    (each compared when both sides have it: older champions may lack the newer metrics)."""
     if force_reason is not None:
         return Decision(True, FORCED, f"forced: {force_reason}")
     if champion is None:
@@ -59,6 +61,18 @@ def decide(
         )
     if challenger[NDCG] < champion[NDCG] - rule.ndcg_tolerance:
         failures.append(f"NDCG@10 {challenger[NDCG]:.4f} < champion {champion[NDCG]:.4f}")
+    both = set(challenger) & set(champion)
+    if COVERAGE in both and challenger[COVERAGE] < champion[COVERAGE] - rule.coverage_tolerance:
+        failures.append(
+            f"coverage {challenger[COVERAGE]:.3f} < champion {champion[COVERAGE]:.3f} "
+            f"(tolerance {rule.coverage_tolerance:g})"
+        )
+    popular_limit = champion.get(POPULAR_SHARE, 0.0) + rule.popular_share_tolerance
+    if POPULAR_SHARE in both and challenger[POPULAR_SHARE] > popular_limit:
+        failures.append(
+            f"popularity share {challenger[POPULAR_SHARE]:.3f} > champion "
+            f"{champion[POPULAR_SHARE]:.3f} (tolerance {rule.popular_share_tolerance:g})"
+        )
     fairness_note = ""
     if FAIRNESS in challenger and FAIRNESS in champion:
         if challenger[FAIRNESS] < champion[FAIRNESS] - rule.fairness_tolerance:
