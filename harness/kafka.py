@@ -118,16 +118,84 @@ def _fetch(mvn: str, folder: Path, binding: str) -> None:
     )
 
 
-def _server_properties(workdir: Path, port: int, controller_port: int, partitions: int) -> str:
+# The SASL_SSL listener's one client account (SASL/PLAIN over TLS).
+SASL_USER = "movierec"
+SASL_PASSWORD = "movierec-harness-secret"
+
+
+def tls_material(workdir: Path) -> tuple[Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl): (ca.pem, server.pem).
+
+    server.pem holds the unencrypted PKCS#8 key and the certificate, the PEM keystore Kafka
+    reads (`ssl.keystore.type=PEM`); clients trust ca.pem.
+    """
+    require_tool("openssl", ["openssl"])
+    tls = workdir / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (
+        tls / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.crt")
+    )
+    ext = tls / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{HOST},DNS:localhost\n")
+    steps: list[list[str | Path]] = [
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "30", "-subj", "/CN=movierec harness CA"],
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", f"/CN={HOST}"],
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "30", "-extfile", ext],
+    ]  # fmt: skip
+    for step in steps:
+        run(
+            step, what="making the Kafka TLS certificates", log_path=tls / "openssl.log", timeout=60
+        )
+    pkcs8 = tls / "server.pk8"
+    run(
+        ["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", key, "-out", pkcs8],
+        what="converting the Kafka TLS key",
+        log_path=tls / "openssl.log",
+        timeout=60,
+    )
+    server = tls / "server.pem"
+    server.write_text(pkcs8.read_text() + cert.read_text())
+    server.chmod(0o600)
+    return ca, server
+
+
+def _server_properties(
+    workdir: Path,
+    port: int,
+    controller_port: int,
+    partitions: int,
+    sasl_port: int | None = None,
+) -> str:
+    listeners = f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    secure: dict[str, str] = {}
+    if sasl_port is not None:
+        _ca, server = tls_material(workdir)
+        listeners += f",SASL_SSL://{HOST}:{sasl_port}"
+        protocols += ",SASL_SSL:SASL_SSL"
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{SASL_USER}="{SASL_PASSWORD}";'
+        )
+        secure = {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(server),
+        }
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "listeners": listeners,
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
+        **secure,
         "log.dirs": str(workdir / "data"),
         "num.partitions": str(partitions),
         "auto.create.topics.enable": "true",
@@ -152,19 +220,43 @@ class KafkaBroker:
     controller_port: int
     pid: int | None = None
     _process: ServiceProcess | None = field(default=None, repr=False)
+    # SASL_SSL listener (brokers started before it existed have none)
+    sasl_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
         """The bootstrap servers string, ``127.0.0.1:PORT``."""
         return f"{HOST}:{self.port}"
 
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """The SASL_SSL listener's ``127.0.0.1:PORT`` (PLAIN, SASL_USER / SASL_PASSWORD)."""
+        return f"{HOST}:{self.sasl_port}" if self.sasl_port else None
+
+    def client_env(self) -> dict[str, str]:
+        """The MOVIEREC_KAFKA_* variables every movierec client reads to use the SASL_SSL
+        listener (empty without one)."""
+        if not self.sasl_port:
+            return {}
+        return {
+            "MOVIEREC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "MOVIEREC_KAFKA_SASL_MECHANISM": "PLAIN",
+            "MOVIEREC_KAFKA_SASL_USERNAME": SASL_USER,
+            "MOVIEREC_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+            "MOVIEREC_KAFKA_SSL_CAFILE": str(self.workdir / "tls" / "ca.pem"),
+        }
+
     def env(self) -> dict[str, str]:
         """Shell variables describing this broker."""
-        return {
+        env = {
             "MOVIEREC_KAFKA_BOOTSTRAP": self.bootstrap,
             "MOVIEREC_KAFKA_PID": str(self.pid or ""),
             "MOVIEREC_KAFKA_DIR": str(self.workdir),
         }
+        if self.sasl_bootstrap:
+            # not MOVIEREC_KAFKA_SECURITY_*: sourcing the file must not switch every client
+            env["MOVIEREC_KAFKA_SASL_SSL_BOOTSTRAP"] = self.sasl_bootstrap
+        return env
 
     def _proc(self) -> ServiceProcess:
         if self._process is None:
@@ -218,7 +310,12 @@ class KafkaBroker:
         self.start(timeout)
 
     def _save(self) -> None:
-        state = {"port": self.port, "controller_port": self.controller_port, "pid": self.pid}
+        state = {
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "pid": self.pid,
+            "sasl_port": self.sasl_port,
+        }
         (self.workdir / "state.json").write_text(json.dumps(state))
 
 
@@ -226,9 +323,9 @@ def start(workdir: Path, *, partitions: int = 3, timeout: float = 120) -> KafkaB
     """Format a fresh KRaft log dir under ``workdir`` and start a broker on free ports."""
     lib = ensure_installed()
     workdir.mkdir(parents=True, exist_ok=True)
-    port, controller_port = free_port(), free_port()
+    port, controller_port, sasl_port = free_port(), free_port(), free_port()
     config = workdir / "server.properties"
-    config.write_text(_server_properties(workdir, port, controller_port, partitions))
+    config.write_text(_server_properties(workdir, port, controller_port, partitions, sasl_port))
     (workdir / "log4j2.properties").write_text(_LOG4J2)
     run(
         [
@@ -247,7 +344,7 @@ def start(workdir: Path, *, partitions: int = 3, timeout: float = 120) -> KafkaB
         log_path=workdir / "kafka.log",
         timeout=120,
     )
-    broker = KafkaBroker(workdir, port, controller_port)
+    broker = KafkaBroker(workdir, port, controller_port, sasl_port=sasl_port)
     broker.start(timeout)
     return broker
 
@@ -255,7 +352,13 @@ def start(workdir: Path, *, partitions: int = 3, timeout: float = 120) -> KafkaB
 def attach(workdir: Path) -> KafkaBroker:
     """The broker whose state lives in ``workdir`` (for stopping it from another process)."""
     state = json.loads((workdir / "state.json").read_text())
-    return KafkaBroker(workdir, state["port"], state["controller_port"], state["pid"])
+    return KafkaBroker(
+        workdir,
+        state["port"],
+        state["controller_port"],
+        state["pid"],
+        sasl_port=state.get("sasl_port"),
+    )
 
 
 def _cluster_id() -> str:
