@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(tmp / "model")
         load_s = time.perf_counter() - t0
         # first answers after load (touches the memory map)
-        users = data.user_vocab[:1000]
+        users = data.user_vocab.ids[:1000]
         t0 = time.perf_counter()
         loaded.recommend_batch(users, n=20)
         rec_ms = (time.perf_counter() - t0) * 1000 / len(users)

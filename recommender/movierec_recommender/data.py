@@ -1,6 +1,6 @@
 """Rating data for training: `RatingsData` read from a CSV file or the ingestor's database.
 
-Ids are kept as a sorted string vocabulary plus int32 codes, so 25M ratings cost ~150 MB rather than
+Ids are kept as a `Vocabulary` (sorted unique strings) plus int32 codes, so 25M ratings cost ~150 MB rather than
 gigabytes of Python strings; `user_ids` / `movie_ids` materialise the string arrays on demand.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 from movierec_ingestor.errors import BadInputError
+
+from movierec_recommender.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +66,13 @@ def check_ratings(values: np.ndarray, raw: Any, lines: np.ndarray, path: Path) -
         )
 
 
-def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sorted unique strings, int32 codes) — hash-based, then sorted, so O(n) on big input."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(np.asarray(values), sort=False)
-    vocab = np.asarray(uniques).astype(str)
-    order = np.argsort(vocab, kind="stable")
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    return vocab[order], rank[codes]
-
-
 @dataclass(frozen=True)
 class RatingsData:
     """Explicit ratings: one row per (user, movie) event; ids are strings, ratings float32."""
 
-    user_vocab: np.ndarray  # sorted unique user ids (str)
+    user_vocab: Vocabulary
     user_codes: np.ndarray  # int32 index into user_vocab, one per rating
-    movie_vocab: np.ndarray
+    movie_vocab: Vocabulary
     movie_codes: np.ndarray
     ratings: np.ndarray  # float32
     timestamps: np.ndarray | None = None  # int64 epoch seconds
@@ -96,8 +86,8 @@ class RatingsData:
         ratings: Any,
         timestamps: Any | None = None,
     ) -> RatingsData:
-        user_vocab, user_codes = _factorize(np.asarray(user_ids).astype(str))
-        movie_vocab, movie_codes = _factorize(np.asarray(movie_ids).astype(str))
+        user_vocab, user_codes = Vocabulary.from_values(np.asarray(user_ids).astype(str))
+        movie_vocab, movie_codes = Vocabulary.from_values(np.asarray(movie_ids).astype(str))
         r = np.asarray(ratings, dtype=np.float32)
         ts = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
         return cls(user_vocab, user_codes, movie_vocab, movie_codes, r, ts)._validated()
@@ -197,11 +187,11 @@ class RatingsData:
 
     @property
     def user_ids(self) -> np.ndarray:
-        return self.user_vocab[self.user_codes]
+        return self.user_vocab.id(self.user_codes)
 
     @property
     def movie_ids(self) -> np.ndarray:
-        return self.movie_vocab[self.movie_codes]
+        return self.movie_vocab.id(self.movie_codes)
 
     @property
     def n_users(self) -> int:

@@ -80,7 +80,7 @@ def ranking_metrics(
     ideal = np.cumsum(discounts)
     counts = np.bincount(train.movie_codes, minlength=len(train.movie_vocab))
     n_popular = max(1, round(POPULAR_SHARE * int((counts > 0).sum())))
-    popular = np.sort(train.movie_vocab[np.argsort(-counts, kind="stable")[:n_popular]])
+    popular = np.sort(train.movie_vocab.id(np.argsort(-counts, kind="stable")[:n_popular]))
     hits_sum = ndcg_sum = recall_sum = 0.0
     popular_slots = filled_slots = 0
     recommended: list[np.ndarray] = []

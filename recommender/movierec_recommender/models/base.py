@@ -1,4 +1,4 @@
-"""The Recommender interface every model implements, and id<->index vocabulary helpers."""
+"""The Recommender interface every model implements, and `recommend` from `recommend_batch`."""
 
 from __future__ import annotations
 
@@ -40,23 +40,6 @@ class Recommender(Protocol):
     def popular(self, n: int) -> list[str]: ...
 
     def save(self, path: str | Path) -> None: ...
-
-
-def lookup(vocab: np.ndarray, ids: Any) -> np.ndarray:
-    """Index of each id in the sorted `vocab`, or -1 when unknown (vectorised binary search)."""
-    ids = np.asarray(ids).astype(str).ravel()
-    if len(vocab) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    pos = np.searchsorted(vocab, ids)
-    pos_c = np.minimum(pos, len(vocab) - 1)
-    return np.where(vocab[pos_c] == ids, pos_c, -1).astype(np.int64)
-
-
-def compact_codes(codes: np.ndarray, vocab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop vocabulary entries no row uses; return (used vocab, remapped int32 codes)."""
-    used = np.bincount(codes, minlength=len(vocab)) > 0
-    remap = np.cumsum(used, dtype=np.int64) - 1
-    return vocab[used], remap[codes].astype(np.int32)
 
 
 class SingleFromBatch:

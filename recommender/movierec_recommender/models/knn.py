@@ -27,12 +27,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec_recommender.data import RatingsData
-from movierec_recommender.models.base import SingleFromBatch, compact_codes, lookup
+from movierec_recommender.models.base import SingleFromBatch
 from movierec_recommender.models.baseline import fit_biases
 from movierec_recommender.models.config import KNNConfig
 from movierec_recommender.models.ranking import cosine_graph, ease_graph
 from movierec_recommender.models.similarity import cap_row_entries, topk_cosine
 from movierec_recommender.models.tuning import validation_split
+from movierec_recommender.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ class KNNRecommender(SingleFromBatch):
 
     def __init__(self, config: KNNConfig | None = None) -> None:
         self._config = config or KNNConfig()
-        self.users = np.empty(0, dtype=str)
-        self.items = np.empty(0, dtype=str)
+        self.user_vocab = Vocabulary()  # row index of Z <-> user id
+        self.item_vocab = Vocabulary()  # column index of Z <-> movie id
         self.mu = 0.0
         self.rating_min, self.rating_max = 1.0, 5.0
         self.b_user = np.empty(0, dtype=np.float32)
@@ -78,6 +79,16 @@ class KNNRecommender(SingleFromBatch):
     @property
     def config(self) -> KNNConfig:
         return self._config
+
+    @property
+    def users(self) -> np.ndarray:
+        """The user ids, sorted (the vocabulary's array: saved, validated, memory-mapped)."""
+        return self.user_vocab.ids
+
+    @property
+    def items(self) -> np.ndarray:
+        """The movie ids, sorted."""
+        return self.item_vocab.ids
 
     def fit(self, data: RatingsData) -> KNNRecommender:
         """Rating predictor (baseline, residuals, neighbours), ranking graph, then the blend."""
@@ -99,7 +110,7 @@ class KNNRecommender(SingleFromBatch):
         fit, val = validation_split(data, BLEND_VALIDATION, seed=0)
         own = type(self)(self._config)._fit_core(fit, ranking=False)
         partner = self._partner_cls()(self._config)._fit_core(fit, ranking=False)
-        u, i = lookup(own.users, val.user_ids), lookup(own.items, val.movie_ids)
+        u, i = own.user_vocab.index(val.user_ids), own.item_vocab.index(val.movie_ids)
         both = (u >= 0) & (i >= 0)
         u, i = u[both], i[both]
         F = own._blend_features(partner, u, i)
@@ -135,8 +146,8 @@ class KNNRecommender(SingleFromBatch):
         if len(data) == 0:
             raise ValueError("cannot fit on an empty data set")
         cfg = self._config
-        users, u = compact_codes(data.user_codes, data.user_vocab)
-        items, i = compact_codes(data.movie_codes, data.movie_vocab)
+        users, u = data.user_vocab.compact(data.user_codes)
+        items, i = data.movie_vocab.compact(data.movie_codes)
         u, i, r = _latest_per_pair(u, i, data.ratings, data.timestamps, len(items))
         n_users, n_items = len(users), len(items)
         mu, b_user, b_item = fit_biases(
@@ -168,7 +179,7 @@ class KNNRecommender(SingleFromBatch):
             candidates=candidates,
             chunk_nnz=cfg.chunk_nnz,
         )
-        self.users, self.items = users, items
+        self.user_vocab, self.item_vocab = users, items
         self.mu = mu
         self.rating_min, self.rating_max = float(r.min()), float(r.max())
         self.b_user, self.b_item = b_user.astype(np.float32), b_item.astype(np.float32)
@@ -211,15 +222,15 @@ class KNNRecommender(SingleFromBatch):
         )
 
     def known_user(self, user_id: str) -> bool:
-        return bool(lookup(self.users, [user_id])[0] >= 0)
+        return user_id in self.user_vocab
 
     def popular(self, n: int) -> list[str]:
-        return [str(x) for x in self.items[self._popular_order()[:n]]]
+        return [str(x) for x in self.item_vocab.id(self._popular_order()[:n])]
 
     def predict(self, user_ids: Any, movie_ids: Any) -> np.ndarray:
         """Predicted rating per (user, movie) pair, in input order; never NaN."""
-        u = lookup(self.users, user_ids)
-        i = lookup(self.items, movie_ids)
+        u = self.user_vocab.index(user_ids)
+        i = self.item_vocab.index(movie_ids)
         if len(u) != len(i):
             raise ValueError(f"{len(u)} user ids but {len(i)} movie ids")
         pred = np.full(len(u), self.mu, dtype=np.float64)
@@ -243,7 +254,7 @@ class KNNRecommender(SingleFromBatch):
         Unknown users get the most-popular list. Slots a user cannot fill (every movie seen) hold
         "" with score -inf.
         """
-        u = lookup(self.users, user_ids)
+        u = self.user_vocab.index(user_ids)
         n = max(0, min(n, len(self.items)))
         out_idx = np.tile(self._popular_order()[:n], (len(u), 1))
         out_score = np.tile(self._popularity_score()[self._popular_order()[:n]], (len(u), 1))
@@ -324,7 +335,7 @@ class KNNRecommender(SingleFromBatch):
             return np.asarray(loaded)  # a plain ndarray view of the memory map: no copy
 
         model = cls(KNNConfig.model_validate(meta["config"]))
-        model.users, model.items = arr("users"), arr("items")
+        model.user_vocab, model.item_vocab = Vocabulary(arr("users")), Vocabulary(arr("items"))
         model.mu = float(meta["mu"])
         model.rating_min, model.rating_max = float(meta["rating_min"]), float(meta["rating_max"])
         model.b_user, model.b_item = arr("b_user"), arr("b_item")

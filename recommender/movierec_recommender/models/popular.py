@@ -9,7 +9,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from movierec_recommender.data import RatingsData
-from movierec_recommender.models.base import SingleFromBatch, compact_codes, lookup
+from movierec_recommender.models.base import SingleFromBatch
+from movierec_recommender.vocabulary import Vocabulary
 
 
 class PopularConfig(BaseModel):
@@ -23,8 +24,8 @@ class MostPopular(SingleFromBatch):
 
     def __init__(self, config: PopularConfig | None = None) -> None:
         self._config = config or PopularConfig()
-        self.users = np.empty(0, dtype=str)
-        self.items = np.empty(0, dtype=str)
+        self.users = Vocabulary()
+        self.items = Vocabulary()
         self.counts = np.empty(0, dtype=np.int64)
         self.mu = 0.0
         self._seen: Any = None
@@ -35,13 +36,13 @@ class MostPopular(SingleFromBatch):
 
     @property
     def nbytes(self) -> int:
-        return int(self.items.nbytes + self.counts.nbytes + self.users.nbytes)
+        return int(self.items.ids.nbytes + self.counts.nbytes + self.users.ids.nbytes)
 
     def fit(self, data: RatingsData) -> MostPopular:
         import scipy.sparse as sp
 
-        self.users, u = compact_codes(data.user_codes, data.user_vocab)
-        self.items, i = compact_codes(data.movie_codes, data.movie_vocab)
+        self.users, u = data.user_vocab.compact(data.user_codes)
+        self.items, i = data.movie_vocab.compact(data.movie_codes)
         self.counts = np.bincount(i, minlength=len(self.items)).astype(np.int64)
         self.mu = float(np.mean(data.ratings, dtype=np.float64))
         self._seen = sp.csr_matrix(
@@ -53,10 +54,10 @@ class MostPopular(SingleFromBatch):
         return np.argsort(-self.counts, kind="stable")
 
     def popular(self, n: int) -> list[str]:
-        return [str(x) for x in self.items[self._order()[:n]]]
+        return [str(x) for x in self.items.id(self._order()[:n])]
 
     def known_user(self, user_id: str) -> bool:
-        return bool(lookup(self.users, [user_id])[0] >= 0)
+        return user_id in self.users
 
     def predict(self, user_ids: Any, movie_ids: Any) -> np.ndarray:
         return np.full(len(np.asarray(user_ids).ravel()), self.mu)
@@ -64,7 +65,7 @@ class MostPopular(SingleFromBatch):
     def recommend_batch(
         self, user_ids: Any, n: int = 20, exclude_seen: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        u = lookup(self.users, user_ids)
+        u = self.users.index(user_ids)
         n = min(n, len(self.items))
         score = self.counts.astype(np.float64)
         scores = np.tile(score, (len(u), 1))
@@ -76,7 +77,7 @@ class MostPopular(SingleFromBatch):
             ] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
         top_scores = np.take_along_axis(scores, top, axis=1)
-        ids = np.where(np.isneginf(top_scores), "", self.items[top])
+        ids = np.where(np.isneginf(top_scores), "", self.items.id(top))
         return ids, top_scores
 
     def save(self, path: str | Path) -> None:
