@@ -32,7 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="KEY=DIR",
         help="model folder for online RMSE: TRACK=DIR one-shot, MODEL_VERSION=DIR with --follow",
     )
-    p.add_argument("--window-minutes", type=float, default=None, help="engagement window (120)")
+    p.add_argument(
+        "--window-minutes",
+        type=float,
+        default=None,
+        help="engagement window (--follow: 30, else 120)",
+    )
     p.add_argument("--pushgateway", help="push the gauges to this Pushgateway URL (one-shot)")
     p.add_argument("--follow", action="store_true", help="run as a service")
     p.add_argument("--interval", type=float, default=None, help="seconds between rounds (60)")

@@ -30,14 +30,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _settings(db: str, **extra: object) -> EvaluatorSettings:
-    return EvaluatorSettings(db_url=db, lookback_minutes=HOURS * 60 + 60, min_group_size=5, **extra)
+    return EvaluatorSettings(
+        db_url=db, lookback_minutes=HOURS * 60 + 240, window_minutes=120, min_group_size=5, **extra
+    )
 
 
 def _check_snapshot(db: str, world: dict[str, Path], models: dict[str, str]) -> None:
     engine = create_engine(db)
     try:
         snap = evaluate_once(
-            engine, _settings(db), ModelCache(models, None), now=START + timedelta(hours=HOURS)
+            engine,
+            _settings(db),
+            ModelCache(models, None),
+            # every answer's 2-hour engagement window has passed
+            now=START + timedelta(hours=HOURS + 3),
         )
     finally:
         engine.dispose()

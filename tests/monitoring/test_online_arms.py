@@ -123,3 +123,20 @@ def test_export_has_contract_names_and_no_nan() -> None:
         assert line in text, line
     assert "NaN" not in text
     assert 'model_version="4"' not in text  # beyond the label bound
+
+
+def test_engagement_waits_for_the_window() -> None:
+    """Answers younger than the window are left out of engagement (not counted as unwatched)."""
+    young = evaluate_arms(
+        _exposures(), _outcomes(), _predictor_for, SETTINGS, as_of=T0 + timedelta(minutes=30)
+    )
+    arms = {(a.track, a.model_version): a for a in young.arms}
+    assert np.isnan(arms[("stable", "6")].engagement_rate)
+    assert arms[("stable", "6")].engagement_samples == 0
+    assert arms[("stable", "6")].requests == 2  # success and latency count every answer
+    assert arms[("canary", "5")].engagement_samples == 0  # 30 + 30 minutes < 2 hours
+    old = evaluate_arms(
+        _exposures(), _outcomes(), _predictor_for, SETTINGS, as_of=T0 + timedelta(hours=2)
+    )
+    stable = {(a.track, a.model_version): a for a in old.arms}[("stable", "6")]
+    assert stable.engagement_rate == pytest.approx(0.25) and stable.engagement_samples == 2

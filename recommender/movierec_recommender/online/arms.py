@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ class ArmReport:
     success_rate: float
     latency_seconds: dict[str, float]  # quantile ("0.5", "0.95", "0.99") -> seconds
     engagement_rate: float
+    engagement_samples: int  # answers old enough to judge engagement on
     completion: float
     online_rmse: float
     rmse_samples: int
@@ -107,8 +108,14 @@ def evaluate_arms(
     outcomes: dict[str, pd.DataFrame],
     predictor_for: PredictorFor,
     settings: ArmSettings,
+    as_of: datetime | None = None,
 ) -> Snapshot:
-    """Every online metric per arm, and the A/B comparison of each track with the baseline."""
+    """Every online metric per arm, and the A/B comparison of each track with the baseline.
+
+    With `as_of`, engagement, completion, fairness and the A/B test use only answers at least one
+    engagement window old: a younger answer has not had its whole window yet, and counting it
+    would make a fresh canary (all of its answers young) look less engaging than stable.
+    """
     arms = bounded_arms(exp, settings)
     keep = pd.Series(list(zip(exp["track"], exp["model_version"], strict=True))).isin(arms)
     dropped = int((~keep).sum())
@@ -122,7 +129,8 @@ def evaluate_arms(
 
     watches = outcomes.get("watches", pd.DataFrame())
     hits = _engaged_items(shown, watches, settings.window)
-    per_exposure = ok[["exposure_id", "user_id", "track", "model_version"]].copy()
+    mature = ok if as_of is None else ok[ok["time"] <= as_of - settings.window]
+    per_exposure = mature[["exposure_id", "user_id", "track", "model_version"]].copy()
     n_hits = hits.groupby("exposure_id").size()
     n_shown = shown.groupby("exposure_id").size()
     per_exposure["engaged"] = (
@@ -171,6 +179,7 @@ def evaluate_arms(
                     for q in ("0.5", "0.95", "0.99")
                 },
                 engagement_rate=float(arm_ok["engaged"].mean()) if len(arm_ok) else math.nan,
+                engagement_samples=len(arm_ok),
                 completion=float(arm_completion.mean()) if len(arm_completion) else math.nan,
                 online_rmse=rmse,
                 rmse_samples=n_rmse,

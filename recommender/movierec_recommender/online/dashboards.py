@@ -274,7 +274,9 @@ MODELS = Dashboard(
                     (
                         Query("movierec_online_requests", "answers " + ARM),
                         Query("movierec_online_users", "users " + ARM),
+                        Query("movierec_engagement_samples", "engagement judged on " + ARM),
                     ),
+                    description="Engagement counts answers at least one engagement window old.",
                 ),
                 Panel(
                     "Ratings behind the online RMSE",

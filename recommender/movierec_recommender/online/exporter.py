@@ -120,6 +120,11 @@ def snapshot_families(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
             "Mean share of an answer's recommended movies the user started watching within the window",
             [*ARM, "group"],
         ),
+        "engagement_n": _gauge(
+            "movierec_engagement_samples",
+            "Answers behind the engagement rate (those at least one engagement window old)",
+            ARM,
+        ),
         "completion": _gauge(
             "movierec_engagement_completion",
             "Mean share of a started recommended movie's runtime that was watched",
@@ -162,6 +167,7 @@ def snapshot_families(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
         _add(f["engagement"], [*key, "all"], arm.engagement_rate)
         for group, rate in sorted(arm.engagement_by_group.items()):
             _add(f["engagement"], [*key, group], rate)
+        _add(f["engagement_n"], key, arm.engagement_samples)
         _add(f["completion"], key, arm.completion)
         for attr, ratio in sorted(arm.disparity.items()):
             _add(f["disparity"], [attr, *key], ratio)

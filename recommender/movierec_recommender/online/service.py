@@ -105,7 +105,7 @@ def evaluate_once(
         ab_power=settings.ab_power,
         ab_min_effect=settings.ab_min_effect,
     )
-    return evaluate_arms(data.exposures, data.outcomes, predictors, arm_settings)
+    return evaluate_arms(data.exposures, data.outcomes, predictors, arm_settings, as_of=until)
 
 
 def run(

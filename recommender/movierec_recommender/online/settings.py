@@ -17,7 +17,7 @@ class EvaluatorSettings(BaseSettings):
         default=360.0, gt=0, description="exposures served this long ago or later are evaluated"
     )
     window_minutes: float = Field(
-        default=120.0, gt=0, description="a watch counts as engagement this soon after an answer"
+        default=30.0, gt=0, description="a watch counts as engagement this soon after an answer"
     )
     latency_budget_ms: float = 800.0
     min_group_size: int = Field(default=20, ge=1)
