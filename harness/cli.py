@@ -31,7 +31,7 @@ def cmd_build(only: list[str] | None) -> int:
 def cmd_up(only: list[str] | None) -> int:
     """Start what is requested and not running yet; record it in .services.env."""
     begun = time.monotonic()
-    env = envfile.read()
+    env = _without_legacy_kube(envfile.read())
     recorded = _recorded(env)
     if recorded and any(stack.attach_running(name, env) is None for name in recorded):
         log.warning("some services in %s are gone; restarting them all", envfile.default_path())
@@ -107,6 +107,31 @@ def cmd_status() -> int:
     return 1 if down else 0
 
 
+def _without_legacy_kube(env: dict[str, str]) -> dict[str, str]:
+    """Stop a node-less `kube` control plane recorded by an older harness; `cluster` replaces it."""
+    names = env.get("MOVIEREC_SERVICES", "").split(",")
+    if "kube" not in names or "kube" in stack.SPECS:
+        return env
+    marker = env.get("MOVIEREC_KUBE_DIR", "")
+    for key in (
+        "MOVIEREC_KUBE_CONTROLLER_MANAGER_PID",
+        "MOVIEREC_KUBE_APISERVER_PID",
+        "MOVIEREC_ETCD_PID",
+    ):
+        value = env.get(key, "")
+        if marker and value.isdigit():
+            stop_pid(int(value), marker=marker, name=key)
+    kept = {
+        key: value
+        for key, value in env.items()
+        if not key.startswith(("MOVIEREC_KUBE", "MOVIEREC_ETCD"))
+    }
+    kept["MOVIEREC_SERVICES"] = ",".join(name for name in names if name and name != "kube")
+    envfile.write(kept)
+    log.info("stopped the old `kube` service; `cluster` replaces it")
+    return kept
+
+
 def _recorded(env: dict[str, str]) -> list[str]:
     names = [name for name in env.get("MOVIEREC_SERVICES", "").split(",") if name]
     return [name for name in names if name in stack.SPECS]
@@ -120,8 +145,8 @@ def _address(name: str, env: dict[str, str]) -> str:
     address = env.get(stack.SPECS[name].address_var, "")
     if name == "smtp":
         return f"{env.get('MOVIEREC_SMTP_HOST')}:{address}"
-    if name == "kube":
-        return f"{address}  (kubeconfig {env.get('MOVIEREC_KUBECONFIG')})"
+    if name == "cluster":
+        return f"{address}  (KUBECONFIG={env.get('KUBECONFIG')})"
     return address
 
 

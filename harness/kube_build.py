@@ -63,6 +63,9 @@ class KubeBinaries:
 
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
+    kubelet: Path
+    kube_proxy: Path
     kubectl: Path
     etcd: Path
 
@@ -85,6 +88,9 @@ def ensure_installed() -> KubeBinaries:
     return KubeBinaries(
         kube_apiserver=kube_bin / "kube-apiserver",
         kube_controller_manager=kube_bin / "kube-controller-manager",
+        kube_scheduler=kube_bin / "kube-scheduler",
+        kubelet=kube_bin / "kubelet",
+        kube_proxy=kube_bin / "kube-proxy",
         kubectl=kube_bin / "kubectl",
         etcd=etcd_dir() / "bin" / "etcd",
     )

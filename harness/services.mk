@@ -1,5 +1,5 @@
 # Real services for tests (Kafka, PostgreSQL, MLflow, Prometheus, Alertmanager, Pushgateway,
-# an SMTP sink, kube-apiserver + etcd + controller-manager). Included by the Makefile.
+# an SMTP sink, a single-node Kubernetes `cluster`). Included by the Makefile.
 # Installs and builds are cached in ~/.cache/movierec; ONLY=kafka,postgres limits the set.
 HARNESS ?= .venv/bin/python -m harness
 HARNESS_ONLY = $(if $(ONLY),--only $(ONLY))

@@ -94,7 +94,7 @@ SPECS: dict[str, Spec] = {
             kafka.attach,
         ),
         Spec(
-            "kube",
+            "cluster",
             (),
             "MOVIEREC_KUBE_DIR",
             "MOVIEREC_KUBE_API_URL",

@@ -106,8 +106,8 @@ def alertmanager_url(alertmanager_server: alertmanager.AlertmanagerServer) -> st
 
 @pytest.fixture(scope="session")
 def kube_session(harness_services: ServiceSession) -> kube_service.KubeCluster:
-    """The shared control plane (etcd, kube-apiserver, kube-controller-manager; no nodes)."""
-    return harness_services.require_as("kube", kube_service.KubeCluster)
+    """The shared single-node cluster (control plane, kubelet, kube-proxy, containerd, CoreDNS)."""
+    return harness_services.require_as("cluster", kube_service.KubeCluster)
 
 
 # ---- per test: isolation on the shared services ------------------------------------------------

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from harness import alertmanager, kafka, postgres
 from harness.kube_build import KUBERNETES_VERSION
+from harness.node_images import PAUSE_IMAGE
 from harness.ports import HOST, free_port
 from harness.process import pid_alive
 from harness.prometheus import PrometheusServer
@@ -250,17 +251,18 @@ def test_prometheus_rule_fires_through_alertmanager_to_email(
 
 # ---- Kubernetes -------------------------------------------------------------------------------------
 
-DEPLOYMENT = """
+DEPLOYMENT = f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web, labels: {app: web}}
+metadata: {{name: web, labels: {{app: web}}}}
 spec:
   replicas: 2
-  selector: {matchLabels: {app: web}}
+  selector: {{matchLabels: {{app: web}}}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {{labels: {{app: web}}}}
     spec:
-      containers: [{name: web, image: "registry.invalid/web:1"}]
+      terminationGracePeriodSeconds: 1
+      containers: [{{name: web, image: "{PAUSE_IMAGE}", imagePullPolicy: Never}}]
 """
 
 
@@ -277,11 +279,17 @@ def test_controller_manager_gives_deployments_replicasets_and_pods(kube: KubeNam
     kube.kubectl("apply", "-f", "-", stdin=DEPLOYMENT)
 
     replicasets = _wait_json(kube, "replicasets", "-l", "app=web", ready=lambda f: bool(f["items"]))
-    pods = _wait_json(kube, "pods", "-l", "app=web", ready=lambda f: len(f["items"]) == 2)
+    pods = _wait_json(
+        kube,
+        "pods",
+        "-l",
+        "app=web",
+        ready=lambda f: [p["status"]["phase"] for p in f["items"]] == ["Running"] * 2,
+    )
 
     assert len(replicasets["items"]) == 1
     assert replicasets["items"][0]["metadata"]["ownerReferences"][0]["name"] == "web"
-    assert {pod["status"]["phase"] for pod in pods["items"]} == {"Pending"}  # no nodes
+    assert {pod["status"]["phase"] for pod in pods["items"]} == {"Running"}
 
 
 def test_python_client_and_kubectl_reach_the_api_server(kube: KubeNamespace) -> None:
