@@ -322,19 +322,21 @@ def test_connections_past_the_cap_get_a_fast_503(folder: Path, model_dir: Path) 
     with GunicornService(RECOMMENDER_APP, env, workers=1, log_dir=folder) as svc:
         idle = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(8)]
         try:
-            time.sleep(0.5)  # all 8 accepted by the worker
+            time.sleep(1.5)  # all 8 accepted by the worker (generous: shared, loaded cores)
             started = time.monotonic()
             answer = _raw(svc.port, b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", wait=3)
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 2.0, "not refused at once"
             code, headers = _status_and_headers(answer)
-            assert code == 503
+            assert code == 503, answer[:300]
             assert headers["Retry-After"] == "1"
             assert headers["X-Model-Version"] == "v7"
         finally:
             for sock in idle:
                 sock.close()
-        time.sleep(0.5)
-        assert get(svc.port, "/recommend/1")[0] == 200  # freed connections make room again
+        deadline = time.monotonic() + 5
+        while get(svc.port, "/recommend/1")[0] != 200:  # freed connections make room again
+            assert time.monotonic() < deadline, "the cap never freed up"
+            time.sleep(0.2)
 
 
 # -- lifecycle: draining on SIGTERM, a rolling restart under load --------------------------------

@@ -173,6 +173,10 @@ GET = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n"
         (b"GET /r HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", "error", 431, False),
         (b"GARBAGE\r\n\r\n", "error", 400, False),
         (b"GET /r HTTP/1.1\r\nno colon\r\n\r\n", "error", 400, False),
+        (b"GET /r HTTP/1.1\r\nBad Name: x\r\n\r\n", "error", 400, False),
+        (b"GET /r HTTP/1.1\r\nX: " + b"a" * 4200 + b"\r\n\r\n", "error", 431, False),
+        (b"GET /r HTTP/1.1\r\n" + b"X: a\r\n" * 51 + b"\r\n", "error", 431, False),
+        (b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n\r\n", "error", 414, False),
     ],
 )  # fmt: skip
 def test_scan_request(data: bytes, state: str, status: int, reusable: bool) -> None:

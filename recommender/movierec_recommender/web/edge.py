@@ -63,23 +63,29 @@ class Edge:
         self.handler = handler
         self.draining = False
 
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def fast(self, environ: Environ) -> Reply | None:
+        """The answer to `GET`/`HEAD /recommend/<id>`, or None for anything else. The worker
+        calls this directly for plain requests (no WSGI round trip); `__call__` for the rest."""
         path: str = environ.get("PATH_INFO", "")
+        if not path.startswith(RECOMMEND_PREFIX):
+            return None
         method = environ.get("REQUEST_METHOD")
-        if path.startswith(RECOMMEND_PREFIX) and method in ("GET", "HEAD"):
-            raw = path[len(RECOMMEND_PREFIX) :]
-            if raw and "/" not in raw:
-                head = method == "HEAD"
-                try:
-                    reply = self.handler.recommend(raw, environ, head)
-                except Exception:
-                    log.exception("unhandled error on %s", path[:60])
-                    version, track = self.identity()
-                    reply = short_reply(
-                        500, "internal error", False, model_version=version, track=track
-                    )
-                start_response(status_line(reply.status), reply.wsgi_headers())
-                return [] if head else [reply.body]
+        raw = path[len(RECOMMEND_PREFIX) :]
+        if method not in ("GET", "HEAD") or not raw or "/" in raw:
+            return None
+        try:
+            return self.handler.recommend(raw, environ, method == "HEAD")
+        except Exception:
+            log.exception("unhandled error on %s", path[:60])
+            version, track = self.identity()
+            return short_reply(500, "internal error", False, model_version=version, track=track)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        reply = self.fast(environ)
+        if reply is not None:
+            start_response(status_line(reply.status), reply.wsgi_headers())
+            return [] if environ.get("REQUEST_METHOD") == "HEAD" else [reply.body]
+        path = environ.get("PATH_INFO", "")
         if path == "/readyz" and self.draining:
             version, track = self.identity()
             as_json = wants_json(environ.get("HTTP_ACCEPT"))

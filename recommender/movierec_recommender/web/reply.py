@@ -43,6 +43,14 @@ class Reply:
     model_version: str = NONE
     track: str = NONE
 
+    def http_bytes(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
+        """The whole HTTP/1.1 answer as bytes, for the worker to send in one write."""
+        lines = [f"HTTP/1.1 {status_line(self.status)}"]
+        lines += [f"{name}: {value}" for name, value in self.wsgi_headers()]
+        lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if head_only else head + self.body
+
     def wsgi_headers(self) -> list[tuple[str, str]]:
         """Every header of the answer, Content-Length included."""
         return [
@@ -87,8 +95,4 @@ def raw_answer(
     reply = short_reply(
         status, message, False, retry_after=retry_after, model_version=model_version, track=track
     )
-    lines = [f"HTTP/1.1 {status_line(status)}"]
-    lines += [f"{name}: {value}" for name, value in reply.wsgi_headers()]
-    lines.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + reply.body
+    return reply.http_bytes(keep_alive=keep_alive, head_only=head_only)

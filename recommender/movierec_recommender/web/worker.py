@@ -50,6 +50,7 @@ _MESSAGES = {
     408: "request timeout",
     411: "length required",
     413: "request too large",
+    414: "request line too long",
     431: "request header fields too large",
     500: "internal error",
 }
@@ -109,7 +110,13 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             "body": self.edge.body_timeout_s,
         }
         self._counters: dict[str, Any] = {}
+        self._fast: Any = None
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        # the edge's direct entry: plain `/recommend` requests skip gunicorn's parser and WSGI
+        self._fast = getattr(self.wsgi, "fast", None)
 
     # -- identity and counting ---------------------------------------------------------------
 
@@ -223,7 +230,14 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
 
     def _advance(self, conn: EdgeConn) -> None:
         """Act on what the connection's buffer holds: wait for more, refuse, shed or queue."""
-        scan = scan_request(conn.buf, self.edge.max_head_bytes, self.edge.max_body_bytes)
+        scan = scan_request(
+            conn.buf,
+            self.edge.max_head_bytes,
+            self.edge.max_body_bytes,
+            max_line=self.cfg.limit_request_line,
+            max_fields=self.cfg.limit_request_fields,
+            max_field=self.cfg.limit_request_field_size,
+        )
         if scan.state == BODY:
             if not conn.in_body:
                 self._wait(conn, "body")
@@ -314,6 +328,11 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
                 conn.sock.sendall(data)
                 del conn.buf[: conn.scan.end]
                 return keep, conn
+            scan = conn.scan
+            if scan.reusable and self._fast is not None and "%" not in scan.target:
+                reply = self._fast(self._environ(conn, scan, waited))
+                if reply is not None:
+                    return self._send_fast(conn, reply, scan.head_only), conn
             if conn.parser is None:
                 conn.init()  # the parser, reading from the socket only past our buffer
             # bounded writes: a client that does not read cannot hold the thread for long
@@ -340,6 +359,39 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             sample = (time.monotonic() - started) / max(1, self.cfg.threads)
             self.per_request += 0.05 * (sample - self.per_request)
         return False, conn
+
+    def _environ(self, conn: EdgeConn, scan: Scan, waited: float) -> dict[str, Any]:
+        """The few environ keys the `/recommend` handlers read, from the scan."""
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "HEAD" if scan.head_only else "GET",
+            "PATH_INFO": scan.target.split("?", 1)[0],
+            "REMOTE_ADDR": conn.client[0] if isinstance(conn.client, tuple) else "",
+            QUEUE_WAIT_KEY: waited,
+        }
+        if scan.accept is not None:
+            environ["HTTP_ACCEPT"] = scan.accept
+        if scan.forwarded_for is not None:
+            environ["HTTP_X_FORWARDED_FOR"] = scan.forwarded_for
+        return environ
+
+    def _send_fast(self, conn: EdgeConn, reply: Any, head_only: bool) -> bool:
+        """Write a fast-path answer in one go; True when the connection stays open."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        keep = self.alive and self.drain_until is None and bool(self.edge.keepalive_s)
+        data = reply.http_bytes(keep_alive=keep, head_only=head_only)
+        del conn.buf[: conn.scan.end]
+        sock = conn.sock
+        try:
+            sent = sock.send(data)  # almost always all of it, without a blocking round trip
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            sock.settimeout(self.edge.write_timeout_s)
+            sock.sendall(data[sent:])
+        return keep
 
     def handle_request(self, req: Any, conn: EdgeConn, waited: float = 0.0) -> bool:
         """gthread's, plus the queue wait in the environ and no keep-alive while draining."""
@@ -421,7 +473,8 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             self._close(conn)
             return
         try:
-            conn.sock.setblocking(False)
+            if conn.sock.gettimeout() != 0.0:  # a syscall only when a thread changed it
+                conn.sock.setblocking(False)
         except OSError:
             self._close(conn)
             return
