@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +28,17 @@ def movierec(*argv: str) -> str:
     return done.stdout
 
 
-def simulate(folder: Path, *extra: str) -> dict[str, Path]:
+# (logged answer) -> (track, model version, items shown)
+Assign = Callable[[RecommendationEvent], tuple[str, str, tuple[str, ...]]]
+
+
+def by_server(event: RecommendationEvent) -> tuple[str, str, tuple[str, ...]]:
+    """The arm of the simulated server that logged the answer, showing what it logged."""
+    track, version = TRACKS[event.server.split(".")[0]]
+    return track, version, event.results
+
+
+def simulate(folder: Path, *extra: str, assign: Assign = by_server) -> dict[str, Path]:
     """Stream, metadata and provenance events of a 36-hour world of 300 users and 120 movies."""
     stream = folder / "stream.log"
     movierec(
@@ -42,15 +53,15 @@ def simulate(folder: Path, *extra: str) -> dict[str, Path]:
         except Exception:  # the stream's deliberate garbage
             continue
         if isinstance(event, RecommendationEvent) and event.status >= 100:
-            track, version = TRACKS[event.server.split(".")[0]]
+            track, version, items = assign(event)
             events.append(
                 build_event(
                     user_id=event.user_id,
                     track=track,
                     model_name="movies",
                     model_version=version,
-                    ids=event.results,
-                    scores=np.linspace(1, 0, len(event.results)),
+                    ids=items,
+                    scores=np.linspace(1, 0, len(items)),
                     latency_ms=float(event.latency_ms or 0),
                     status=event.status,
                     when=event.time,
