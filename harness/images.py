@@ -1,15 +1,15 @@
 """`python -m harness images`: the project's images built without docker, cached by content.
 
-One application image (every component is a ``movierec`` subcommand) and the local
-infrastructure images the chart runs on the harness node, each a Debian root filesystem packed
-as an OCI archive (harness/oci.py) and imported into the node's containerd. The archive's name
-carries a hash of everything that goes into it, so an unchanged tree rebuilds nothing.
+One application image (every component is a ``movierec`` subcommand; harness/images_app.py)
+and the local infrastructure images the chart runs on the harness node
+(harness/images_infra.py): Debian root filesystems packed as OCI archives and imported into the
+node's containerd. An archive's name carries a hash of everything that goes into it, so an
+unchanged tree rebuilds nothing, and an image containerd already holds is not imported again.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import logging
 import os
@@ -18,47 +18,31 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import images_infra, rootfs
+from harness import images_app, images_infra, rootfs
 from harness.cache import cache_root, install_lock
-from harness.oci import CONTAINERD_NAMESPACE, DEFAULT_PATH, ImageConfig, import_archive, pack
-from harness.process import ServiceError, run
+from harness.oci import CONTAINERD_NAMESPACE, ImageConfig, import_archive, pack
+from harness.process import ServiceError
 
 log = logging.getLogger("harness.images")
 
 RECIPE = "1"  # bump when a build step changes in a way the hashed inputs do not show
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTAINERD_ADDRESS = "/run/movierec/containerd/containerd.sock"
-
-# The one application image; GitHub Actions builds the same image from the root Dockerfile
-# and publishes it as UPSTREAM_APP_REPOSITORY:<version>.
-APP_IMAGE = "movierec.local/movierec:dev"
-UPSTREAM_APP_REPOSITORY = "ghcr.io/movierec/movierec"
-APP_USER = "10001:10001"
-APP_VENV = "/opt/movierec"
-APP_EXTRAS = "all"
-APP_ENV = {
-    "PATH": f"{APP_VENV}/bin:{DEFAULT_PATH}",
-    "HOME": "/tmp",
-    "PYTHONUNBUFFERED": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "LANG": "C.UTF-8",
-}
-APP_ENTRYPOINT = ("movierec",)
 
 
 @dataclass(frozen=True)
 class Image:
-    """How to make one image: what its content depends on, how to fill its tree, its config."""
+    """How to make one image: what its content depends on, and either a tree to pack
+    (``fill``) or a function writing the whole archive (``make``, for layered images)."""
 
     name: str
     inputs: Callable[[], Iterator[bytes]]
-    fill: Callable[[Path], None]
+    fill: Callable[[Path], None] | None
     config: ImageConfig
+    make: Callable[[Path], str] | None = None
 
     @property
     def slug(self) -> str:
@@ -76,125 +60,16 @@ class Image:
         return digest.hexdigest()[:20]
 
 
-# --- the application image ---------------------------------------------------------------
-
-
-def project_files(root: Path = REPO_ROOT) -> list[Path]:
-    """The files of ``root`` that go into the project wheel, as paths relative to ``root``.
-
-    Mirrors ``[tool.setuptools.packages.find]`` of pyproject.toml: every package directory
-    matched by its ``include`` patterns under each ``where`` folder, plus pyproject and README.
-    """
-    config = tomllib.loads((root / "pyproject.toml").read_text())
-    find = config["tool"]["setuptools"]["packages"]["find"]
-    files = [Path("pyproject.toml"), Path(config["project"]["readme"])]
-    for where in find["where"]:
-        for entry in sorted((root / where).iterdir()):
-            top = any(fnmatch.fnmatch(entry.name, pattern) for pattern in find["include"])
-            if not (top and entry.is_dir() and (entry / "__init__.py").is_file()):
-                continue
-            for path in sorted(entry.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                    files.append(path.relative_to(root))
-    return files
-
-
-def _project_inputs() -> Iterator[bytes]:
-    for relative in project_files():
-        yield str(relative).encode() + b"\0"
-        yield hashlib.sha256((REPO_ROOT / relative).read_bytes()).digest()
-    yield f"{APP_VENV} {APP_EXTRAS} {APP_USER}".encode()
-
-
-def wheelhouse() -> Path:
-    """Wheels of every dependency, kept between builds: pip's HTTP cache stays empty here."""
-    folder = cache_root() / "wheelhouse-py311"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def build_project_wheel(out_dir: Path) -> Path:
-    """Build the project wheel from a copy of exactly the hashed files."""
-    with tempfile.TemporaryDirectory(prefix="movierec-src-") as tmp:
-        source = Path(tmp)
-        for relative in project_files():
-            target = source / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / relative, target)
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                out_dir,
-                source,
-            ],
-            what="building the movierec wheel",
-            timeout=600,
-        )
-    wheels = sorted(out_dir.glob("movierec-*.whl"))
-    if not wheels:
-        raise ServiceError(f"pip wheel wrote no movierec wheel into {out_dir}")
-    return wheels[-1]
-
-
-_APP_SCRIPT = """set -e
-python3 -m venv {venv}
-P={venv}/bin/pip
-W="/tmp/wheels/{wheel}[{extras}]"
-if ! $P install -q --no-index --find-links /wheelhouse "$W" 2>/tmp/offline.err; then
-  echo "wheelhouse incomplete: filling it from the package index"
-  $P wheel -q --find-links /wheelhouse -w /wheelhouse "$W"
-  rm -f /wheelhouse/movierec-*.whl  # the project wheel always comes from this build
-  $P install -q --no-index --find-links /wheelhouse "$W"
-fi
-$P list --format=freeze > {venv}/requirements.lock
-groupadd --gid 10001 movierec
-useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin movierec
-"""
-
-
-def _fill_app(tree: Path) -> None:
-    rootfs.copy_tree(rootfs.with_packages("python", ["python3", "python3-venv"]), tree)
-    wheels = tree / "tmp/wheels"
-    wheels.mkdir(parents=True)
-    wheel = build_project_wheel(wheels)
-    script = _APP_SCRIPT.format(venv=APP_VENV, wheel=wheel.name, extras=APP_EXTRAS)
-    with rootfs.chroot(tree, binds={wheelhouse(): "/wheelhouse"}) as enter:
-        run(
-            enter(["sh", "-c", script]),
-            what="installing movierec into the image venv",
-            timeout=3600,
-            log_path=cache_root() / "images" / "app-pip.log",
-        )
-    (tree / "wheelhouse").rmdir()
-    _clean_tmp(tree)
-
-
-def _clean_tmp(tree: Path) -> None:
-    for path in [*(tree / "tmp").iterdir(), tree / "root/.cache"]:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
 def images() -> list[Image]:
     """Every image ``make images`` builds, the application image first."""
-    return [
-        Image(
-            APP_IMAGE,
-            _project_inputs,
-            _fill_app,
-            ImageConfig(entrypoint=APP_ENTRYPOINT, env=APP_ENV, workdir="/tmp", user=APP_USER),
-        ),
-        *(Image(*recipe) for recipe in images_infra.recipes()),
-    ]
+    app = Image(
+        images_app.APP_IMAGE,
+        images_app.inputs,
+        None,
+        images_app.APP_CONFIG,
+        make=images_app.make,
+    )
+    return [app, *(Image(*recipe) for recipe in images_infra.recipes())]
 
 
 # --- archives and containerd --------------------------------------------------------------
@@ -218,44 +93,44 @@ def build_archive(image: Image) -> tuple[Path, str]:
     with install_lock(f"image-{image.slug}"):
         if archive.is_file() and digest_file.is_file():
             return archive, digest_file.read_text().strip()
-        for stale in archive_dir().glob(f"{image.slug}-*"):
+        for stale in [*archive_dir().glob(f"{image.slug}-*"), *archive_dir().glob("app-layer-*")]:
             if stale.is_dir():  # the work folder of a build that was killed
-                _remove_tree(stale)
+                rootfs.remove_tree(stale)
         started = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f"{image.slug}-", dir=archive_dir()))
-        tree = work / "rootfs"
-        try:
-            log.info("%s: building the root filesystem", image.name)
-            image.fill(tree)
-            filled = time.monotonic()
-            log.info("%s: packing %s", image.name, _du(tree))
-            digest = pack(tree, image.name, archive, image.config)
-        finally:
-            _remove_tree(work)
+        if image.make is not None:
+            log.info("%s: building", image.name)
+            digest = image.make(archive)
+        elif image.fill is not None:
+            digest = _fill_and_pack(image, archive)
+        else:
+            raise ServiceError(f"{image.name}: the recipe says neither fill nor make")
         digest_file.write_text(digest + "\n")
         log.info(
-            "%s: built in %.0fs (tree %.0fs, pack %.0fs), archive %.0f MiB",
+            "%s: built in %.0fs, archive %.0f MiB",
             image.name,
             time.monotonic() - started,
-            filled - started,
-            time.monotonic() - filled,
             archive.stat().st_size / 2**20,
         )
         _prune(image, keep=archive)
     return archive, digest
 
 
+def _fill_and_pack(image: Image, archive: Path) -> str:
+    assert image.fill is not None
+    work = Path(tempfile.mkdtemp(prefix=f"{image.slug}-", dir=archive_dir()))
+    tree = work / "rootfs"
+    try:
+        log.info("%s: building the root filesystem", image.name)
+        image.fill(tree)
+        log.info("%s: packing %s", image.name, _du(tree))
+        return pack(tree, image.name, archive, image.config)
+    finally:
+        rootfs.remove_tree(work)
+
+
 def _du(tree: Path) -> str:
     done = subprocess.run(["du", "-sh", tree], capture_output=True, text=True, check=False)
     return done.stdout.split("\t", 1)[0] if done.returncode == 0 else "?"
-
-
-def _remove_tree(work: Path) -> None:
-    prefix = str(work.resolve()) + "/"
-    with open("/proc/self/mounts") as mounts:
-        if any((line.split()[1] + "/").startswith(prefix) for line in mounts):
-            raise ServiceError(f"refusing to remove {work}: something is still mounted in it")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def _prune(image: Image, keep: Path) -> None:

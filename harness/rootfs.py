@@ -145,6 +145,12 @@ def _tidy(root: Path) -> None:
     (root / "etc/resolv.conf").write_text("")
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a work tree, refusing while anything is still mounted inside it."""
+    _assert_unmounted(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _assert_unmounted(root: Path) -> None:
     prefix = str(root.resolve()) + "/"
     with open("/proc/self/mounts") as mounts:

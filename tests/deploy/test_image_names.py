@@ -14,7 +14,7 @@ import yaml
 from movierec_operator import constants
 from movierec_operator.settings import Settings
 
-from harness import images
+from harness import images, images_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "movierec"
@@ -51,19 +51,19 @@ def test_chart_default_image_is_the_published_one_at_the_app_version() -> None:
     values = _yaml(CHART / "values.yaml")
     chart = _yaml(CHART / "Chart.yaml")
     assert str(chart["appVersion"]) == _version(), "Chart appVersion must be the package version"
-    assert values["image"]["repository"] == images.UPSTREAM_APP_REPOSITORY
+    assert values["image"]["repository"] == images_app.UPSTREAM_APP_REPOSITORY
     assert (values["image"]["tag"] or str(chart["appVersion"])) == _version()
 
 
 def test_operator_default_image_is_the_chart_default() -> None:
-    expected = f"{images.UPSTREAM_APP_REPOSITORY}:{_version()}"
+    expected = f"{images_app.UPSTREAM_APP_REPOSITORY}:{_version()}"
     assert expected == constants.DEFAULT_IMAGE
     assert Settings.model_fields["image"].default == expected
 
 
 def test_local_values_name_the_images_make_images_builds() -> None:
     local = _yaml(CHART / "ci" / "local-values.yaml")
-    assert _reference(local["image"]) == images.APP_IMAGE
+    assert _reference(local["image"]) == images_app.APP_IMAGE
     built = {image.name for image in images.images()}
     infra = {
         key: _reference(block["image"])
@@ -106,7 +106,7 @@ def test_manifests_name_the_one_application_image() -> None:
     assert found, "no manifest names a movierec image"
     for path, reference in found:
         repository, tag = _split(reference)
-        assert repository == images.UPSTREAM_APP_REPOSITORY, f"{path}: {reference}"
+        assert repository == images_app.UPSTREAM_APP_REPOSITORY, f"{path}: {reference}"
         assert tag in {_version(), "latest"}, f"{path}: {reference}"
 
 
@@ -120,7 +120,7 @@ def _metadata_step(workflow: dict[str, Any]) -> dict[str, Any]:
 
 def test_images_workflow_publishes_the_chart_repository_with_its_tags() -> None:
     workflow = yaml.safe_load(_workflow_text("images.yml"))
-    assert workflow["env"]["IMAGE"] == images.UPSTREAM_APP_REPOSITORY
+    assert workflow["env"]["IMAGE"] == images_app.UPSTREAM_APP_REPOSITORY
     meta = _metadata_step(workflow)
     assert meta["images"] == "${{ env.IMAGE }}"
     tags = meta["tags"].split()
@@ -146,8 +146,8 @@ def test_no_workflow_builds_a_component_image() -> None:
 
 def test_kind_workflow_loads_the_local_image_name() -> None:
     text = (WORKFLOWS / "e2e-kind.yml").read_text()
-    assert f"docker build -t {images.APP_IMAGE}" in text
-    assert f"kind load docker-image {images.APP_IMAGE}" in text
+    assert f"docker build -t {images_app.APP_IMAGE}" in text
+    assert f"kind load docker-image {images_app.APP_IMAGE}" in text
 
 
 def _dockerfile_final_stage() -> dict[str, Any]:
@@ -168,12 +168,12 @@ def _dockerfile_final_stage() -> dict[str, Any]:
 
 def test_dockerfile_describes_the_image_make_images_builds() -> None:
     stage = _dockerfile_final_stage()
-    app = next(image for image in images.images() if image.name == images.APP_IMAGE)
+    app = next(image for image in images.images() if image.name == images_app.APP_IMAGE)
     assert stage["entrypoint"] == list(app.config.entrypoint)
     assert stage["user"] == app.config.user == "10001:10001"
     assert stage["workdir"] == app.config.workdir
     for key in ("PATH", "HOME", "PYTHONUNBUFFERED", "MLFLOW_DISABLE_TELEMETRY"):
         assert stage["env"].get(key) == app.config.env[key], key
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"python -m venv {images.APP_VENV}" in dockerfile
-    assert f'".[{images.APP_EXTRAS}]"' in dockerfile
+    assert f"python -m venv {images_app.APP_VENV}" in dockerfile
+    assert f'".[{images_app.APP_EXTRAS}]"' in dockerfile
