@@ -142,6 +142,17 @@ quarantine = sa.Table(
     sa.Column("created_at", _Time, nullable=False),
 )
 
+# Pairs a person reviewed and released from quarantine: the gate never quarantines them again.
+quarantine_releases = sa.Table(
+    "quarantine_releases",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("movie_id", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),  # why it had been quarantined
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("released_at", _Time, nullable=False),
+)
+
 quality_reports = sa.Table(
     "quality_reports",
     metadata,

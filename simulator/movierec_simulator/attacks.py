@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
+from movierec_ingestor.events import format_fields
 
 from movierec_simulator.sessions import KIND_RATE, KIND_WATCH, MINUTE, SECOND, EventTable
 from movierec_simulator.vocab import GENRE_INDEX, GENRES
@@ -44,7 +46,8 @@ class Shilling:
     n_users: int
     target: str | None = None  # a movie id; None picks one (an obscure movie, or a hit to nuke)
     rating: int = 5
-    burst_minutes: float = 30.0  # the attack happens in the stream's last burst_minutes
+    # the attack happens in the stream's last burst_minutes (a slow drip: many hours)
+    burst_minutes: float = 30.0
     fillers: tuple[int, int] = (2, 4)  # filler ratings on popular movies per account, inclusive
 
     def __post_init__(self) -> None:
@@ -91,8 +94,11 @@ def shilling_events(
     burst = int(shilling.burst_minutes * MINUTE)
     arrive = end_ns - burst + rng.integers(0, max(burst - 10 * MINUTE, 1), size=n)
 
-    popular = np.argsort(-world.popularity, kind="stable")[: max(5, min(30, world.n_movies))]
     lo, hi = shilling.fillers
+    # camouflage can mean many fillers: the pool of popular movies grows with it
+    popular = np.argsort(-world.popularity, kind="stable")[
+        : max(5, min(max(30, hi + 1), world.n_movies))
+    ]
     n_fill = rng.integers(lo, hi + 1, size=n)
     f_user = np.repeat(np.arange(n), n_fill)
     f_slot = np.arange(f_user.size) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill)
@@ -125,3 +131,37 @@ def shilling_events(
         value=np.concatenate([f_stars.astype(np.int64), w_minute, np.full(n, shilling.rating)]),
     )
     return table, fake_ids
+
+
+def attack_lines(
+    world: World, table: EventTable, start: datetime, backdate_hours: float = 0.0
+) -> list[tuple[datetime, str]]:
+    """The attack's stream lines with their arrival times: (arrival, line), in arrival order.
+
+    `backdate_hours` is the adaptive attacker's trick: every line claims a time that many hours
+    before it is sent, and each account first sends a watch line claiming twice that age, so
+    that by claimed times the accounts look long established.
+    """
+    shift = timedelta(hours=backdate_hours)
+    out: list[tuple[datetime, str]] = []
+    first: dict[int, datetime] = {}
+    for t_ns, user, kind, movie, value in zip(
+        table.t_ns.tolist(),
+        table.user_id.tolist(),
+        table.kind.tolist(),
+        table.movie.tolist(),
+        table.value.tolist(),
+        strict=True,
+    ):
+        arrival = start + timedelta(microseconds=t_ns // 1000)
+        kind_name = "watch" if kind == KIND_WATCH else "rate"
+        fields = (arrival - shift, user, world.movie_ids[movie], value)
+        out.append((arrival, format_fields(kind_name, fields)))
+        first[user] = min(first.get(user, arrival), arrival)
+    if backdate_hours > 0:
+        popular = world.movie_ids[int(np.argmax(world.popularity))]
+        for user, arrival in first.items():
+            aged = (arrival - 2 * shift, user, popular, 0)
+            out.append((arrival, format_fields("watch", aged)))
+    out.sort(key=lambda pair: pair[0])
+    return out

@@ -59,14 +59,31 @@ def ingest(url: str, seed: int, inject: str = "") -> Sim:
     sim = simulate(seed, inject)
     store = Store(url)
     try:
-        batch = Batch(source="quality-test.log")
-        for i, line in enumerate(sim.lines):
-            batch.add(line, str(i))
-        store.write(batch)
+        for batch in live_batches(sim.lines):
+            store.write(batch)
         store.upsert(schema.movies, sim.movies)
     finally:
         store.close()
     return sim
+
+
+def live_batches(lines: list[str | bytes], size: int = 2000) -> list[Batch]:
+    """The stream as a live consumer stores it: batches arriving as the stream's clock moves
+    (each batch's ingestion time is the newest event time read so far)."""
+    batches, clock = [], datetime.min
+    for start in range(0, len(lines), size):
+        chunk = lines[start : start + size]
+        for line in chunk:
+            try:
+                head = (line.decode() if isinstance(line, bytes) else line).split(",", 1)[0]
+                clock = max(clock, datetime.fromisoformat(head[:26]))
+            except (ValueError, UnicodeDecodeError):
+                continue
+        batch = Batch(source="quality-test.log", ingested_at=clock)
+        for i, line in enumerate(chunk, start):
+            batch.add(line, str(i))
+        batches.append(batch)
+    return batches
 
 
 def gate(

@@ -40,6 +40,9 @@ class Window:
     # Server time of the previous gate run: rows ingested since are this run's to judge
     # (None: every row with an ingestion time).
     since: datetime | None = None
+    # Set when arrival times are informative (live ingestion): rows claimed more than this
+    # many seconds before they arrived count at their arrival (see `effective_time`).
+    arrival_lag_s: float | None = None
 
 
 def epoch(values: Any) -> NDArray[np.float64]:
@@ -122,13 +125,52 @@ def _not_quarantined(table: sa.Table) -> sa.ColumnElement[bool]:
     return ~sa.exists().where((q.c.user_id == table.c.user_id) & (q.c.movie_id == table.c.movie_id))
 
 
-def window_ratings(conn: sa.Connection, w: Window) -> tuple[WindowRatings, NDArray[np.bool_]]:
-    """The window's rating events and, per event, whether its pair is already quarantined."""
+def _lateness_s(conn: sa.Connection, table: sa.Table) -> sa.ColumnElement[Any]:
+    """Seconds between a row's claimed time and its arrival (ingestion) time."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.extract("epoch", table.c.ingested_at - table.c.time)
+    return (sa.func.julianday(table.c.ingested_at) - sa.func.julianday(table.c.time)) * 86400.0
+
+
+def arrival_is_informative(conn: sa.Connection, lag_s: float, sample: int = 10_000) -> bool:
+    """True when the store is fed live: most recently ingested ratings arrived within `lag_s`
+    of their claimed time. A backfill (history loaded at once) makes every row late; then
+    arrival times say nothing about when an account appeared."""
     r = s.rating_events
+    recent = (
+        sa.select((_lateness_s(conn, r) > lag_s).label("late"))
+        .where(r.c.ingested_at.is_not(None))
+        .order_by(r.c.ingested_at.desc())
+        .limit(sample)
+        .subquery()
+    )
+    late, total = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((recent.c.late, 1), else_=0)), 0),
+            sa.func.count(),
+        )
+    ).one()
+    return bool(total) and late / total < 0.5
+
+
+def effective_time(conn: sa.Connection, table: sa.Table, w: Window) -> sa.ColumnElement[Any]:
+    """When the server can vouch the event happened: the claimed time, or the arrival time for
+    a row claimed more than the allowed lag before it arrived (backdated, or held back)."""
+    if w.arrival_lag_s is None:
+        return table.c.time
+    late = table.c.ingested_at.is_not(None) & (_lateness_s(conn, table) > w.arrival_lag_s)
+    return sa.case((late, table.c.ingested_at), else_=table.c.time)
+
+
+def window_ratings(conn: sa.Connection, w: Window) -> tuple[WindowRatings, NDArray[np.bool_]]:
+    """The window's rating events by effective time, and per event whether its pair is already
+    quarantined; `times` are effective times (what the poisoning detector judges)."""
+    r = s.rating_events
+    when = effective_time(conn, r, w)
     rows = conn.execute(
-        sa.select(r.c.user_id, r.c.movie_id, r.c.rating, r.c.time, ~_not_quarantined(r))
-        .where((r.c.time >= w.start) & (r.c.time <= w.limit))
-        .order_by(r.c.time)
+        sa.select(r.c.user_id, r.c.movie_id, r.c.rating, when, ~_not_quarantined(r))
+        .where((when >= w.start) & (r.c.time <= w.limit))
+        .order_by(when)
     ).all()
     ratings = WindowRatings(
         user_ids=np.array([row[0] for row in rows], dtype=np.int64),
@@ -155,12 +197,14 @@ def reference_rating_counts(conn: sa.Connection, w: Window) -> NDArray[np.float6
 
 
 def history(conn: sa.Connection, w: Window) -> History:
-    """Per-movie histograms before the window and first sight of the window's raters."""
+    """Per-movie histograms before the window, and per window rater the first sight (effective
+    time of their first event of any kind) and the ratings they had before the window."""
     r = s.rating_events
-    window_movies = sa.select(r.c.movie_id).where(r.c.time >= w.start).distinct()
+    r_when = effective_time(conn, r, w)
+    window_movies = sa.select(r.c.movie_id).where(r_when >= w.start).distinct()
     movie_rows = conn.execute(
         sa.select(r.c.movie_id, r.c.rating, sa.func.count())
-        .where((r.c.time < w.start) & r.c.movie_id.in_(window_movies) & _not_quarantined(r))
+        .where((r_when < w.start) & r.c.movie_id.in_(window_movies) & _not_quarantined(r))
         .group_by(r.c.movie_id, r.c.rating)
     ).all()
     movie_ids = np.array(sorted({m for m, _, _ in movie_rows}), dtype=str)
@@ -172,26 +216,27 @@ def history(conn: sa.Connection, w: Window) -> History:
         ok = (rating >= 1) & (rating <= 5)
         np.add.at(counts, (idx[ok], rating[ok] - 1), n[ok])
 
-    raters = sa.select(r.c.user_id).where(r.c.time >= w.start).distinct()
+    raters = sa.select(r.c.user_id).where(r_when >= w.start).distinct()
     firsts: dict[int, datetime] = {}
-    for table, col in (
-        (r, r.c.time),
-        (s.watch_sessions, s.watch_sessions.c.first_time),
-        (s.recommendations, s.recommendations.c.time),
-    ):
-        for user, first in conn.execute(
-            sa.select(table.c.user_id, sa.func.min(col))
+    for table in (r, s.watch_events, s.recommendations):
+        when = effective_time(conn, table, w)
+        for user, raw in conn.execute(
+            sa.select(table.c.user_id, sa.func.min(when))
             .where(table.c.user_id.in_(raters))
             .group_by(table.c.user_id)
         ):
+            # SQLite returns a CASE over times as text
+            first = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
             if first is not None and (user not in firsts or first < firsts[user]):
                 firsts[user] = first
+    # An established profile is one built before the window: ratings an account makes during
+    # the window (camouflage on popular movies) do not age it.
     totals: dict[int, int] = {
         int(user): int(n)
         for user, n in conn.execute(
-            sa.select(s.ratings.c.user_id, sa.func.count())
-            .where(s.ratings.c.user_id.in_(raters))
-            .group_by(s.ratings.c.user_id)
+            sa.select(r.c.user_id, sa.func.count(sa.distinct(r.c.movie_id)))
+            .where(r.c.user_id.in_(raters) & (r_when < w.start))
+            .group_by(r.c.user_id)
         )
     }
     users = np.array(sorted(firsts), dtype=np.int64)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from movierec_ingestor import db
 from movierec_ingestor import schema as s
-from movierec_ingestor.quality import checks, data, drift, poisoning
+from movierec_ingestor.quality import checks, data, drift, poisoning, quarantine
 from movierec_ingestor.quality.metrics import collector_for
 from movierec_ingestor.quality.settings import QualitySettings
 
@@ -105,7 +105,14 @@ def _evaluate(
     if w is None:
         report["warnings"].append("no events in the store: nothing to judge")
         return report, []
-    w = replace(w, since=data.previous_run(conn))
+    lag_s = cfg.poisoning.max_lag_hours * 3600.0
+    live = data.arrival_is_informative(conn, lag_s)
+    w = replace(w, since=data.previous_run(conn), arrival_lag_s=lag_s if live else None)
+    if not live:
+        report["warnings"].append(
+            "poisoning:claimed_times (the store is being backfilled: arrival times say nothing "
+            "about account age)"
+        )
     report["window"] = {
         "start": w.start.isoformat(),
         "end": w.end.isoformat(),
@@ -114,10 +121,10 @@ def _evaluate(
         "requested_hours": hours,
         "reference_windows": w.slots,
         "judged_ingested_since": w.since.isoformat() if w.since else None,
+        "poisoning_clock": "arrival" if w.arrival_lag_s is not None else "claimed",
     }
     if w.hours > hours + 1e-9:
         report["warnings"].append(f"window:stretched to {w.hours:.1f} h for enough ratings")
-    now_s = float(data.epoch([now])[0])
     start_s = float(data.epoch([w.start])[0])
 
     ratings, already = data.window_ratings(conn, w)
@@ -130,7 +137,7 @@ def _evaluate(
             ratings.movie_ids,
             ratings=ratings.ratings.astype(np.float64),
             times=ratings.times,
-            now=now_s,
+            now=float("inf"),  # stored times are judged by arrival: implausible_times
             th=cfg.checks,
         ),
         data.watch_summary(conn, w, now, cfg.checks),
@@ -206,6 +213,8 @@ def _record(
                 .returning(s.quality_reports.c.id)
             ).scalar_one()
         )
+        released = quarantine.released_pairs(conn)
+        pairs = [(u, m, reason) for u, m, reason in pairs if (u, m) not in released]
         if pairs:
             insert = _insert_ignore(engine)
             rows = [

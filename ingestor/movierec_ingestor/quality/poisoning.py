@@ -291,7 +291,10 @@ def _collect_users(
     result: PoisoningResult,
 ) -> None:
     """Young accounts that gave a flagged movie its suspicious value (within the burst, if that
-    is the evidence); all their window ratings."""
+    is the evidence), and only their ratings of that session: the target rating and those
+    within `session_minutes` of it (the camouflage a fake account makes on its way in). An
+    honest newcomer caught rating the target during an attack keeps every rating made at
+    another time."""
     if not flagged:
         return
     target_value = np.zeros(movies.size, dtype=np.int64)
@@ -299,39 +302,49 @@ def _collect_users(
     for m, ev in flagged.items():
         target_value[m] = ev["value"]
         if ev["signal"] == "young_burst":  # a shift is evidence about the whole window
-            lo[m] = ev["burst_start"]
-            hi[m] = ev["burst_start"] + ev["burst_minutes"] * 60.0
+            # the densest interval and one on either side: an attack is rarely cut to fit it
+            burst = ev["burst_minutes"] * 60.0
+            lo[m] = ev["burst_start"] - burst
+            hi[m] = ev["burst_start"] + 2 * burst
     in_time = (w.times >= lo[movie_idx]) & (w.times < hi[movie_idx])
     on_target = (
         young & in_time & (target_value[movie_idx] > 0) & (w.ratings == target_value[movie_idx])
     )
     suspects, target_rows = np.unique(w.user_ids[on_target], return_index=True)
-    target_of = movie_idx[np.flatnonzero(on_target)[target_rows]]
+    target_row = np.flatnonzero(on_target)[target_rows]
     if suspects.size > th.max_users:
         result.truncated = True
-        suspects, target_of = suspects[: th.max_users], target_of[: th.max_users]
+        suspects, target_row = suspects[: th.max_users], target_row[: th.max_users]
     first_seen = dict(zip(history.user_ids.tolist(), history.first_seen.tolist(), strict=True))
-    targets = dict(zip(suspects.tolist(), target_of.tolist(), strict=True))
-    rows = np.flatnonzero(np.isin(w.user_ids, suspects))
+    session = th.session_minutes * 60.0
     per_user: dict[int, list[int]] = {}
-    for row in rows.tolist():
+    for row in np.flatnonzero(np.isin(w.user_ids, suspects)).tolist():
         per_user.setdefault(int(w.user_ids[row]), []).append(row)
-    for user, user_rows in per_user.items():
-        target = str(movies[targets[user]])
-        user_ratings = w.ratings[user_rows]
+    for user, t_row in zip(suspects.tolist(), target_row.tolist(), strict=True):
+        m = int(movie_idx[t_row])
+        target = str(movies[m])
+        ev = flagged[m]
+        t0 = float(w.times[t_row])
+        rows = [r for r in per_user[user] if abs(float(w.times[r]) - t0) <= session]
+        user_ratings = w.ratings[per_user[user]]
         result.users.append(
             {
                 "user_id": user,
                 "target": target,
-                "value": int(flagged[targets[user]]["value"]),
+                "value": int(ev["value"]),
                 "first_seen": first_seen.get(user),
-                "window_ratings": len(user_rows),
+                "window_ratings": len(per_user[user]),
+                "session_ratings": len(rows),
                 "extreme_share": float(np.isin(user_ratings, EXTREMES).mean()),
             }
         )
-        for r in user_rows:
+        evidence = f"{ev['signal']} p={ev['p_value']:.2g}, account first seen " + (
+            "in the window" if first_seen.get(user) is None else f"at {first_seen[user]:.0f}"
+        )
+        for r in rows:
             movie = str(w.movie_ids[r])
-            reason = (
-                f"shilling target {target}" if movie == target else f"shilling profile ({target})"
-            )
+            if movie == target:
+                reason = f"shilling target {target}: rated {ev['value']} ({evidence})"
+            else:
+                reason = f"shilling session ({target}): rated within {th.session_minutes:g} min"
             result.pairs.append((user, movie, reason))

@@ -74,6 +74,13 @@ class PoisoningThresholds(BaseModel):
     # Fakes agree: of the young accounts rating the movie in the burst, this share gave the
     # same extreme value. An organic new cohort with harsh or kind tastes is not unanimous.
     min_young_agreement: float = Field(default=0.6, gt=0, le=1)
+    # A suspect account's ratings this close (either side) to its target rating are its
+    # attack session, quarantined with it; its ratings at other times are kept.
+    session_minutes: float = Field(default=60.0, gt=0)
+    # Arrival (server) time replaces a rating's claimed time when the claim is older than its
+    # arrival by more than this: backdated lines are judged by when they came. When most
+    # recent rows are that late the store is being backfilled and arrival says nothing.
+    max_lag_hours: float = Field(default=6.0, gt=0)
     # Bounds of the report and of one run's quarantine.
     max_movies: int = Field(default=50, ge=1)
     max_users: int = Field(default=1000, ge=1)

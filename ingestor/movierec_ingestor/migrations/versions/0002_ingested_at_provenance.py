@@ -1,5 +1,5 @@
 """Trusted time, provenance, file identity: `ingested_at` on every event table; provenance
-columns; `source_offsets.identity` (which file an offset belongs to).
+columns; `source_offsets.identity` (which file an offset belongs to); `quarantine_releases`.
 
 Revision ID: 0002
 Revises: 0001
@@ -31,11 +31,20 @@ def upgrade() -> None:
     op.create_index("ix_rating_events_ingested_at", "rating_events", ["ingested_at"])
     with op.batch_alter_table("source_offsets") as batch:
         batch.add_column(sa.Column("identity", sa.Text, nullable=True))
+    op.create_table(
+        "quarantine_releases",
+        sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("movie_id", sa.Text, primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("note", sa.Text, nullable=True),
+        sa.Column("released_at", _TIME, nullable=False),
+    )
     # Rows from before: course log lines.
     op.execute("UPDATE recommendations SET source = 'log' WHERE source IS NULL")
 
 
 def downgrade() -> None:
+    op.drop_table("quarantine_releases")
     with op.batch_alter_table("source_offsets") as batch:
         batch.drop_column("identity")
     op.drop_index("ix_rating_events_ingested_at", "rating_events")
