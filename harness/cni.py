@@ -54,7 +54,9 @@ def conflist() -> str:
 def write_config(conf_dir: Path) -> None:
     """Write the conflist into ``conf_dir`` (containerd's CRI reads it from there)."""
     conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / f"10-{NETWORK}.conflist").write_text(conflist())
+    path = conf_dir / f"10-{NETWORK}.conflist"
+    if not path.exists() or path.read_text() != conflist():  # containerd reloads on every write
+        path.write_text(conflist())
 
 
 def enable_forwarding() -> None:

@@ -179,7 +179,8 @@ class KubeCluster:
 
     def _write_configs(self) -> None:
         folder = self.pki_dir
-        (self.workdir / "kubelet.yaml").write_text(
+        write_if_changed(
+            self.workdir / "kubelet.yaml",
             f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: {self.node_ip}
@@ -212,9 +213,11 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 rotateCertificates: false
 serverTLSBootstrap: false
-"""
+""",
         )
-        (self.workdir / "kube-proxy.yaml").write_text(
+        # kube-proxy exits when its config file changes, so an unchanged file is not rewritten.
+        write_if_changed(
+            self.workdir / "kube-proxy.yaml",
             f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: {self.workdir / "kube-proxy.kubeconfig"}}}
@@ -227,7 +230,7 @@ healthzBindAddress: {HOST}:{PROXY_HEALTHZ_PORT}
 # No CAP_SYS_RESOURCE and a read-only nf_conntrack_max here: leave both alone.
 conntrack: {{maxPerCore: 0}}
 oomScoreAdj: 0
-"""
+""",
         )
         cni.write_config(self.workdir / "cni")
 
@@ -380,6 +383,9 @@ oomScoreAdj: 0
         """Start every component in order, wait for node Ready, then deploy CoreDNS and wait for it."""
         if not is_root():
             raise ServiceError("the cluster needs root (kubelet, containerd, iptables, mounts)")
+        running = [name for name in PROCESSES if self._proc(name).alive()]
+        if running:
+            raise ServiceError(f"cluster in {self.workdir} still runs {running}; stop it first")
         begun = time.monotonic()
         cni.enable_forwarding()
         self._write_credentials()
@@ -396,13 +402,14 @@ oomScoreAdj: 0
         rest = ("kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
         for name in rest:
             self._launch(name)
+        # Applied while the node registers: the pod is scheduled the moment it is Ready.
+        self.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=coredns.manifests()
+        )
         for name in rest:
             self._proc(name).wait_ready(checks[name][0], timeout=timeout, what=checks[name][1])
         self._wait_node_ready(timeout)
         log.info("node %s Ready after %.1fs", self.node_name, time.monotonic() - begun)
-        self.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=coredns.manifests()
-        )
         self.kubectl(
             "-n",
             "kube-system",
@@ -453,11 +460,16 @@ oomScoreAdj: 0
 
     def stop(self) -> None:
         """Delete every pod, stop every process by PID and remove what pods leave on the host."""
-        for name in ("kube-controller-manager", "kube-scheduler"):  # no new pods from here on
-            self._proc(name).stop()
-        if all(self._proc(name).alive() for name in ("etcd", "kube-apiserver", "kubelet")):
-            self._delete_all_pods()
-        for name in ("kube-proxy", "kubelet", "kube-apiserver", "etcd"):
+        # Without the scheduler, pods controllers recreate stay Pending: nothing lands on the
+        # node any more. The controller-manager keeps running for now: it removes the Job
+        # controller's finalizers, without which Job pods are never deleted.
+        self._proc("kube-scheduler").stop()
+        try:
+            if all(self._proc(name).alive() for name in ("etcd", "kube-apiserver", "kubelet")):
+                self._delete_node_pods()
+        except Exception as err:  # the processes must stop whatever happened to the pods
+            log.warning("deleting the pods failed: %s", err)
+        for name in ("kube-controller-manager", "kube-proxy", "kubelet", "kube-apiserver", "etcd"):
             self._proc(name).stop()
         if self._proc("containerd").alive():
             containerd.remove_all_containers()  # what the kubelet did not stop
@@ -465,37 +477,32 @@ oomScoreAdj: 0
         containerd.stop_shims()
         clean_host()
 
-    def _delete_all_pods(self) -> None:
-        """Delete pods through the API so the kubelet tears down sandboxes, network and volumes."""
+    def _delete_node_pods(self) -> None:
+        """Delete the node's pods through the API: the kubelet tears down sandboxes and mounts."""
+        on_node = ("--all-namespaces", f"--field-selector=spec.nodeName={self.node_name}")
         try:
             self.kubectl(
-                "delete",
-                "pods",
-                "--all",
-                "--all-namespaces",
-                "--grace-period=5",
-                "--wait=true",
-                "--timeout=90s",
-                timeout=120,
+                "delete", "pods", *on_node, "--grace-period=5", "--timeout=60s", timeout=90
             )
         except ServiceError as err:
-            log.warning("pods did not go in 90s (%s); removing them by force", err)
-            try:
+            log.warning("pods did not go in 60s (%s); removing them by force", err)
+            template = "{range .items[*]}{.metadata.namespace}/{.metadata.name} {end}"
+            names = self.kubectl("get", "pods", *on_node, "-o", f"jsonpath={template}")
+            for entry in names.split():
+                namespace, pod = entry.split("/", 1)
                 self.kubectl(
-                    "delete",
-                    "pods",
-                    "--all",
-                    "--all-namespaces",
-                    "--force",
-                    "--grace-period=0",
-                    timeout=60,
+                    "-n",
+                    namespace,
+                    "patch",
+                    "pod",
+                    pod,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
                 )
-            except ServiceError as again:
-                log.warning("forced pod deletion failed: %s", again)
-        if not containerd.wait_no_tasks(30):
-            log.warning(
-                "containers still run after their pods were deleted: %s", containerd.task_ids()
-            )
+            self.kubectl("delete", "pods", *on_node, "--force", "--grace-period=0", "--wait=false")
+        if not containerd.wait_no_tasks(60):
+            log.warning("containers still run after their pods went: %s", containerd.task_ids())
 
     def running(self) -> bool:
         """True while every process runs."""
@@ -514,14 +521,17 @@ oomScoreAdj: 0
 
     def kubectl(self, *args: str, timeout: float = 60, stdin: str | None = None) -> str:
         """Run kubectl as admin; return stdout or raise with its stderr."""
-        done = subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            done = subprocess.run(
+                [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise ServiceError(f"kubectl {' '.join(args)} timed out after {timeout}s") from err
         if done.returncode != 0:
             raise ServiceError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
@@ -556,6 +566,12 @@ oomScoreAdj: 0
         state_file = self.workdir / "state.json"
         state_file.write_text(json.dumps(state))
         state_file.chmod(0o600)
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` unless ``path`` already holds it (watchers react to every write)."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def clean_host() -> None:
