@@ -50,10 +50,11 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     """What a person would look at: status, flag weight, and both Deployments."""
     rm = cluster.read("rm", NAME) or {}
     cm = cluster.read("configmap", f"{NAME}-flags")
-    weight = None
+    weight = version = None
     if cm:
         flag = json.loads(cm["data"]["flags.json"])["flags"]["movierec-track"]
         weight = flag["fallthrough"]["rollout"]["variations"][1]["weight"] // 1000
+        version = flag["version"]
     deps = {}
     for track in ("stable", "canary"):
         dep = cluster.read("deployment", f"{NAME}-{track}")
@@ -67,7 +68,13 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     # after is a consistent view of one moment
     version = rm.get("metadata", {}).get("resourceVersion")
     consistent = version == after.get("metadata", {}).get("resourceVersion")
-    return {"status": rm.get("status", {}), "flag_weight": weight, "consistent": consistent, **deps}
+    return {
+        "status": rm.get("status", {}),
+        "flag_weight": weight,
+        "flag_version": version,
+        "consistent": consistent,
+        **deps,
+    }
 
 
 def watch_until(
@@ -139,6 +146,10 @@ def test_healthy_alias_version_walks_every_step_and_is_promoted(
     progressing = [s for s in seen if s["status"].get("phase") == "Progressing"]
     assert first_appearances([s["status"]["canaryWeight"] for s in progressing]) == [20, 50, 100]
     assert first_appearances([s["flag_weight"] for s in seen]) == [0, 20, 50, 100, 0]
+    # every weight change came with a higher flag version: the router's SDK sees each one
+    changes = first_appearances([(s["flag_weight"], s["flag_version"]) for s in seen])
+    versions = [v for _, v in changes]
+    assert len(changes) == 5 and versions == sorted(set(versions)), changes
     consistent = [s for s in progressing if s["consistent"]]
     assert {s["status"]["canaryWeight"] for s in consistent} == {20, 50, 100}
     for snap in consistent:
