@@ -42,24 +42,32 @@ def get(
 class GunicornService:
     """One service under gunicorn on 127.0.0.1 in its own session, stopped by its PID."""
 
-    def __init__(self, app: str, env: dict[str, str], *, log_dir: Path, workers: int = 2) -> None:
+    def __init__(
+        self,
+        app: str,
+        env: dict[str, str],
+        *,
+        log_dir: Path,
+        workers: int = 2,
+        cwd: Path | None = None,
+    ) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
         self.log_path = log_dir / f"gunicorn-{self.port}.log"
-        prom = log_dir / f"prom-{self.port}"
-        prom.mkdir()
+        self.cwd = cwd
         self.env = {
             **os.environ,
             **env,
             "MOVIEREC_EDGE_BIND": f"127.0.0.1:{self.port}",  # tests bind loopback explicitly
             "MOVIEREC_EDGE_WORKERS": str(workers),
             "MOVIEREC_EDGE_THREADS": "4",
-            "PROMETHEUS_MULTIPROC_DIR": str(prom),
             "TMPDIR": str(log_dir),
         }
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the config makes one under TMPDIR
+        self.env.pop("MOVIEREC_RECOMMENDER_ANSWERS_CACHE_DIR", None)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> GunicornService:
@@ -70,6 +78,7 @@ class GunicornService:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + 90
         while get(self.port, "/readyz")[0] != 200:
@@ -437,3 +446,18 @@ def test_rolling_restart_under_load_loses_no_request(folder: Path, model_dir: Pa
     errors = [e for _, e in results if e]
     assert len(results) > 100
     assert set(statuses) == {200}, ({s: statuses.count(s) for s in set(statuses)}, errors[:5])
+
+
+def test_nothing_is_written_outside_the_temp_dir(tmp_path: Path, model_dir: Path) -> None:
+    """What a read-only root filesystem with one writable /tmp needs (HOME=/tmp in the pod)."""
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    env = {"MOVIEREC_RECOMMENDER_MODEL": str(model_dir), "HOME": str(tmp)}
+    with GunicornService(RECOMMENDER_APP, env, log_dir=tmp, cwd=cwd) as svc:
+        for uid in range(20):
+            assert get(svc.port, f"/recommend/{uid}")[0] == 200
+        assert b"movierec_requests_total" in get(svc.port, "/metrics")[2]
+    assert list(cwd.iterdir()) == []
+    made = {"-".join(p.name.split("-")[:2]) for p in tmp.glob("movierec-*")}
+    assert {"movierec-prom", "movierec-answers"} <= made
