@@ -14,11 +14,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from movierec_recommender.pipeline.summary import TrainSummary
+from pydantic import BaseModel, ConfigDict
+
 from movierec.process import ProcessGroup, free_port, process_group
 from movierec.report import write_report
 
 MODEL_NAME = "movies"
 ALGOS = ("user-user", "item-item")
+BASELINE = (
+    "popular"  # a third live track: the most-popular list, the bar personalisation must clear
+)
+PERSONALISED = "personalised"  # both model tracks together, in the comparison with BASELINE
 LIVE_CLIENTS = 4
 
 
@@ -58,8 +65,38 @@ def _short(detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items())
 
 
-def _movierec(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a movierec subcommand as a user would; return its JSON summary line."""
+class SimulateSummary(BaseModel):
+    """What the demo reads of `movierec simulate`'s line (the rest is kept, not interpreted)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    lines: int
+    malformed_total: int
+
+
+class IngestSummary(BaseModel):
+    """`movierec ingest`'s line: every line read is stored, a duplicate or a dead letter."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    read: int
+    stored: int
+    duplicates: int
+    dead_letters: int
+    skipped: int = 0
+
+
+class QualitySummary(BaseModel):
+    """`movierec quality --json`: the verdict (the report's details are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    passed: bool
+
+
+def _movierec(*argv: str, env: dict[str, str] | None = None) -> str:
+    """Run a movierec subcommand as a user would; return its JSON summary line (the caller parses
+    it with that command's typed summary)."""
     proc = subprocess.run(
         [sys.executable, "-m", "movierec", *argv],
         capture_output=True,
@@ -72,7 +109,9 @@ def _movierec(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
             f"movierec {argv[0]} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
         )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
+    if not lines:
+        raise RuntimeError(f"movierec {argv[0]} printed no JSON summary line")
+    return lines[-1]
 
 
 def run(config: DemoConfig) -> int:
@@ -106,7 +145,7 @@ def run(config: DemoConfig) -> int:
     }
 
     with progress.step("simulate history") as d:
-        sim = _movierec(
+        sim_line = _movierec(
             "simulate", "--users", str(config.users), "--movies", str(config.movies),
             "--hours", str(config.hours), "--seed", str(config.seed),
             "--out", str(paths["history"]), "--metadata-out", str(paths["metadata"]),
@@ -114,49 +153,53 @@ def run(config: DemoConfig) -> int:
             # 3-minute demo has enough explicit feedback to separate the two algorithms
             "--sessions-per-day", "6", "--max-minutes-per-view", "5",
         )  # fmt: skip
-        d.update(lines=sim.get("lines"), malformed=sim.get("malformed_total", sim.get("malformed")))
+        sim = SimulateSummary.model_validate_json(sim_line)
+        d.update(lines=sim.lines, malformed=sim.malformed_total)
 
     with progress.step("ingest history") as d:
-        ing = _movierec(
+        ing = IngestSummary.model_validate_json(_movierec(
             "ingest", "--source", str(paths["history"]), "--db", db_url,
             "--metadata", str(paths["metadata"]), "--until-caught-up",
-        )  # fmt: skip
-        d.update(ing)
-        summary["ingest_history"] = ing
+        ))  # fmt: skip
+        d.update(ing.model_dump())
+        summary["ingest_history"] = ing.model_dump()
 
     with progress.step("data-quality gate") as d:
-        gate = _movierec("quality", "--db", db_url, "--json")
-        d.update(passed=gate.get("passed"))
-        summary["quality"] = gate
+        gate = QualitySummary.model_validate_json(_movierec("quality", "--db", db_url, "--json"))
+        d.update(passed=gate.passed)
+        summary["quality"] = gate.model_dump()
 
     offline: dict[str, dict[str, float]] = {}
     versions: dict[str, str] = {}
     for algo in ALGOS:
         with progress.step(f"train + register {algo}") as d:
-            out = _movierec(
+            out = TrainSummary.model_validate_json(_movierec(
                 "train", "--db", db_url, "--algo", algo, "--out", str(paths["models"] / algo),
                 "--register", f"{MODEL_NAME}-{algo}",
-            )  # fmt: skip
-            metrics = out.get("metrics", out)
-            offline[algo] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-            versions[algo] = str(out.get("version", out.get("model_version", "1")))
-            d.update(rmse=round(offline[algo].get("rmse", float("nan")), 4), version=versions[algo])
+            ))  # fmt: skip
+            if out.version is None:
+                raise RuntimeError(f"train {algo}: registered no version")
+            offline[algo] = dict(out.metrics)
+            versions[algo] = out.version
+            d.update(rmse=round(out.metrics["rmse"], 4), ndcg=round(out.metrics["ndcg@10"], 4))
+            d.update(version=out.version)
     summary["offline"] = offline
 
-    with process_group(paths["logs"]) as group:
-        router_url = _start_services(group, paths, versions, progress)
+    with process_group(paths["logs"]) as group, _popular_track(db_url) as popular_url:
+        router_url = _start_services(group, paths, versions, progress, popular_url)
         with progress.step("simulated users on the live services") as d:
             live = _live_phase(config, router_url, paths)
             d.update(requests=live["requests"], errors=live["errors"], seconds=live["seconds"])
             summary["live_clients"] = live["by_track"]
+            summary["versus_popular"] = live["versus_popular"]
 
     with progress.step("ingest live traffic") as d:
         totals: dict[str, int] = {}
         for i in range(LIVE_CLIENTS):
-            ing = _movierec(
+            live_ing = IngestSummary.model_validate_json(_movierec(
                 "ingest", "--source", str(_live_file(paths, i)), "--db", db_url, "--until-caught-up"
-            )  # fmt: skip
-            for k, v in ing.items():
+            ))  # fmt: skip
+            for k, v in live_ing.model_dump().items():
                 totals[k] = totals.get(k, 0) + int(v)
         d.update(totals)
 
@@ -174,10 +217,48 @@ def run(config: DemoConfig) -> int:
     return 0
 
 
+@contextmanager
+def _popular_track(db_url: str) -> Iterator[str]:
+    """The most-popular baseline as a live track: every user gets the most-rated movies of the
+    training data they have not rated, from a small in-process HTTP server (same answer format
+    and headers as `movierec serve`)."""
+    import logging
+    import threading
+
+    from movierec_recommender.data import RatingsData
+    from movierec_recommender.models import MostPopular
+    from werkzeug.serving import make_server
+
+    model = MostPopular().fit(RatingsData.from_db(db_url))
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith("/recommend/"):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        ids, _ = model.recommend(path.rstrip("/").rsplit("/", 1)[-1], n=20)
+        headers = [("Content-Type", "text/plain"), ("X-Track", BASELINE)]
+        start_response("200 OK", [*headers, ("X-Model-Version", BASELINE)])
+        return [",".join(ids).encode()]
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
 def _start_services(
-    group: ProcessGroup, paths: dict[str, Path], versions: dict[str, str], progress: Progress
+    group: ProcessGroup,
+    paths: dict[str, Path],
+    versions: dict[str, str],
+    progress: Progress,
+    popular_url: str,
 ) -> str:
-    tracks: dict[str, str] = {}
+    tracks: dict[str, str] = {BASELINE: popular_url}
     with progress.step("serve both models under gunicorn (from MLflow)") as d:
         children = []
         for algo in ALGOS:
@@ -196,10 +277,10 @@ def _start_services(
             group.wait_http(child, f"http://127.0.0.1:{port}/readyz")
         d.update(tracks=",".join(tracks))
 
-    with progress.step("router with a 50/50 LaunchDarkly split") as d:
+    with progress.step("router with a 3-way LaunchDarkly split (two models, most popular)") as d:
         from movierec_recommender.router.flagdata import write_flag_file
 
-        write_flag_file(paths["flags"], {ALGOS[0]: 50_000, ALGOS[1]: 50_000})
+        write_flag_file(paths["flags"], {ALGOS[0]: 33_334, ALGOS[1]: 33_333, BASELINE: 33_333})
         port = free_port()
         child = group.start(
             "router",
@@ -266,12 +347,68 @@ def _live_phase(config: DemoConfig, router_url: str, paths: dict[str, Path]) -> 
                 acc[key] = acc.get(key, 0) + totals[key]
     for acc in per_track.values():
         acc["watched_per_request"] = acc["watched"] / max(acc["requests"], 1)
+    from dataclasses import replace
+
+    outcomes = [o for r in results for o in r.outcomes]
+    # both model tracks are personalised: pooled, they are twice the sample against the baseline
+    pooled = [replace(o, track=PERSONALISED) if o.track in ALGOS else o for o in outcomes]
+    versus = {algo: engagement_effect(outcomes, algo, BASELINE) for algo in ALGOS}
+    versus[PERSONALISED] = engagement_effect(pooled, PERSONALISED, BASELINE)
     return {
         "by_track": per_track,
+        "versus_popular": {name: effect.model_dump() for name, effect in versus.items()},
         "requests": len(exposures),
         "errors": sum(1 for e in exposures if e.status != 200),
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+class EngagementEffect(BaseModel):
+    """Track `a` against `b` on engagement: per user, the share of the recommended movies they
+    watched (the user is the randomisation unit: the router assigns each user one track)."""
+
+    a: str
+    b: str
+    users_a: int
+    users_b: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    cohens_d: float  # difference over the pooled per-user standard deviation
+    p_value: float  # Welch's t-test, two-sided
+
+
+def engagement_effect(outcomes: list[Any], a: str, b: str) -> EngagementEffect:
+    """Per-user engagement of two tracks compared: means, Cohen's d and Welch's p-value."""
+    import numpy as np
+    from scipy import stats
+
+    per_user: dict[str, dict[int, list[float]]] = {a: {}, b: {}}
+    for o in outcomes:
+        if o.track in per_user and o.status == 200 and o.items:
+            per_user[o.track].setdefault(o.user_id, []).append(len(o.watched) / len(o.items))
+    xa = np.array([np.mean(v) for v in per_user[a].values()])
+    xb = np.array([np.mean(v) for v in per_user[b].values()])
+    nan = float("nan")
+    if len(xa) < 2 or len(xb) < 2:
+        return EngagementEffect(
+            a=a, b=b, users_a=len(xa), users_b=len(xb), mean_a=nan, mean_b=nan,
+            difference=nan, cohens_d=nan, p_value=nan,
+        )  # fmt: skip
+    dof = len(xa) + len(xb) - 2
+    pooled = float(np.sqrt(((len(xa) - 1) * xa.var(ddof=1) + (len(xb) - 1) * xb.var(ddof=1)) / dof))
+    diff = float(xa.mean() - xb.mean())
+    return EngagementEffect(
+        a=a,
+        b=b,
+        users_a=len(xa),
+        users_b=len(xb),
+        mean_a=float(xa.mean()),
+        mean_b=float(xb.mean()),
+        difference=diff,
+        cohens_d=diff / pooled if pooled > 0 else nan,
+        p_value=float(stats.ttest_ind(xa, xb, equal_var=False).pvalue),
+    )
 
 
 def _live_file(paths: dict[str, Path], i: int) -> Path:
@@ -296,6 +433,7 @@ def _history_end(history: Path) -> Any:
 
 
 def _online(paths: dict[str, Path], db_url: str) -> dict[str, Any]:
+    import numpy as np
     from movierec_recommender.models import load_model
     from movierec_recommender.online.evaluate import evaluate
     from movierec_recommender.online.exposures import read_exposures
@@ -303,6 +441,9 @@ def _online(paths: dict[str, Path], db_url: str) -> dict[str, Any]:
     predictors: dict[str, Callable[..., Any]] = {
         algo: load_model(paths["models"] / algo).predict for algo in ALGOS
     }
+    # the baseline predicts every rating as the global mean (its online RMSE is that of the mean)
+    mean = float(load_model(paths["models"] / ALGOS[0]).mu)
+    predictors[BASELINE] = lambda users, movies: np.full(len(users), mean)
     popular = set(load_model(paths["models"] / ALGOS[0]).popular(max(1, 20)))
     report = evaluate(
         list(read_exposures(paths["provenance"])),
@@ -342,6 +483,13 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{_num(on.get('online_rmse')):>9}{_num(on.get('engagement_rate'), '.3f'):>8}"
             f"{_num(on.get('success_rate'), '.3f'):>9}{_num(on.get('latency_p99_ms'), '.1f'):>8}"
             f"{_num(disparity.get('age_group'), '.2f'):>9}{_num(disparity.get('gender'), '.2f'):>9}"
+        )
+    for effect in summary.get("versus_popular", {}).values():
+        print(
+            f"{effect['a']} vs {effect['b']} (per-user share of recommendations watched): "
+            f"{effect['mean_a']:.3f} vs {effect['mean_b']:.3f}, difference "
+            f"{effect['difference']:+.3f}, Cohen's d {effect['cohens_d']:.2f}, "
+            f"Welch p = {effect['p_value']:.3g} ({effect['users_a']} / {effect['users_b']} users)"
         )
     for ab in online.get("ab", []):
         req, usr = ab["request_level"], ab["user_level"]

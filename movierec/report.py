@@ -148,6 +148,19 @@ def write_report(path: Path, summary: dict[str, Any], latencies: dict[str, list[
         for ab in online.get("ab", [])
     ]
     sections.append("<h2>A/B test</h2>" + _table(ab_rows))
+    versus = [
+        {
+            "comparison": f"{e['a']} vs {e['b']}",
+            "users": f"{e['users_a']} / {e['users_b']}",
+            "share watched a": e["mean_a"],
+            "share watched b": e["mean_b"],
+            "difference": e["difference"],
+            "Cohen's d": e["cohens_d"],
+            "p (per-user Welch)": e["p_value"],
+        }
+        for e in summary.get("versus_popular", {}).values()
+    ]
+    sections.append("<h2>Personalised vs most popular (live, effect size)</h2>" + _table(versus))
     for title, png in plots(latencies, offline, online):
         sections.append(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{png}'/>")
     style = (

@@ -93,7 +93,9 @@ def test_topn_item_item_is_ease_on_the_rating_matrix() -> None:
     P = np.linalg.inv(G + 0.5 * np.trace(G) / 3 * np.eye(3))
     B = P / -np.diag(P)
     np.fill_diagonal(B, 0)
-    cfg = PLAIN.model_copy(update={"ranking": "topn", "ease_l2": 0.5, "rank_popularity": 0.0})
+    cfg = PLAIN.model_copy(
+        update={"ranking": "topn", "ease_l2": 0.5, "rank_popularity": 0.0, "rerank_weight": 0.0}
+    )
     m = build_model("item-item", cfg).fit(toy_data())
     ids, scores = m.recommend("c", n=5)
     assert ids == ["y"]  # c rated x and z
@@ -109,7 +111,13 @@ def test_topn_user_user_sums_powered_cosines_of_rating_vectors() -> None:
     # rating vectors a (5,4,0), b (4,5,1), c (1,0,3), d (0,1,3): c's nearest is d, cos = 9/10;
     # with one neighbour and power 2, c's score for y = 0.81 * d's rating of y (1)
     cfg = PLAIN.model_copy(
-        update={"ranking": "topn", "rank_neighbors": 1, "rank_power": 2.0, "rank_popularity": 0}
+        update={
+            "ranking": "topn",
+            "rank_neighbors": 1,
+            "rank_power": 2.0,
+            "rank_popularity": 0,
+            "rerank_weight": 0.0,
+        }
     )
     m = build_model("user-user", cfg).fit(toy_data())
     assert m.R[2].indices.tolist() == [3]
@@ -133,3 +141,21 @@ def test_candidates_restrict_the_neighbour_pool() -> None:
     only_two = topk_cosine(X, k=2, candidates=np.array([2])).toarray()
     assert full[0, 1] == pytest.approx(1.0)
     assert only_two[:, :2].sum() == 0 and only_two[0, 2] == pytest.approx(0.5)
+
+
+def test_rerank_adds_the_scaled_predicted_rating_to_the_normalised_score() -> None:
+    from tests.recommender.test_models_fixtures import latent_data
+
+    data = latent_data()
+    plain = build_model("item-item", {"rerank_weight": 0.0}).fit(data)
+    model = build_model("item-item", {"rerank_weight": 0.5, "rerank_candidates": 10}).fit(data)
+    user = data.user_ids[0]
+    candidates, raw = plain.recommend(user, n=10)
+    ids, scores = model.recommend(user, n=10)
+    assert set(ids) == set(candidates)  # the same 10 candidates, re-ordered
+    pred = model.predict([user] * 10, candidates)
+    lo, hi = model.rating_min, model.rating_max
+    expected = raw / np.abs(raw).max() + 0.5 * (pred - (lo + hi) / 2) / ((hi - lo) / 2)
+    order = np.argsort(-expected, kind="stable")
+    assert ids == [candidates[k] for k in order]
+    np.testing.assert_allclose(scores, expected[order], rtol=1e-5)

@@ -44,6 +44,13 @@ class KNNConfig(BaseModel):
             "predicted rating"
         ),
     )
+    rerank_weight: float = Field(
+        0.25,
+        ge=0,
+        description="ranking scorer: the top `rerank_candidates` are re-ranked by score / the "
+        "user's best score + this x the predicted rating (scaled to -1..1); 0 = off",
+    )
+    rerank_candidates: int = Field(100, ge=1, description="candidates re-ranked per user")
     rank_neighbors: int = Field(
         100, ge=1, description="ranking scorer: neighbours kept per user / movie (cosine graph)"
     )

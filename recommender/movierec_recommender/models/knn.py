@@ -233,6 +233,10 @@ class KNNRecommender(SingleFromBatch):
         i = self.item_vocab.index(movie_ids)
         if len(u) != len(i):
             raise ValueError(f"{len(u)} user ids but {len(i)} movie ids")
+        return self._predict_idx(u, i)
+
+    def _predict_idx(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Predicted ratings for index pairs (-1 = unknown)."""
         pred = np.full(len(u), self.mu, dtype=np.float64)
         ku, ki = u >= 0, i >= 0
         pred[ku] += self.b_user[u[ku]]
@@ -268,14 +272,46 @@ class KNNRecommender(SingleFromBatch):
                 scores[
                     np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices
                 ] = -np.inf
-            top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n else scores[:, :0]
-            top_scores = np.take_along_axis(scores, top, axis=1)
+            if self._reranks(n):
+                top, top_scores = self._rerank(u[rows], scores, n)
+            else:
+                top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n else scores[:, :0]
+                top_scores = np.take_along_axis(scores, top, axis=1)
             order = np.argsort(-top_scores, axis=1, kind="stable")
             out_idx[rows] = np.take_along_axis(top, order, axis=1)
             out_score[rows] = np.take_along_axis(top_scores, order, axis=1)
         ids = self.items[out_idx] if len(self.items) else np.empty((len(u), 0), dtype=str)
         ids = np.where(np.isneginf(out_score), "", ids)
         return ids, out_score
+
+    def _reranks(self, n: int) -> bool:
+        cfg = self._config
+        return cfg.ranking == "topn" and cfg.rerank_weight > 0 and 0 < n <= len(self.items)
+
+    def _rerank(self, u: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two stages: the ranking scorer's best candidates, re-ranked with the rating predictor.
+
+        score / (the user's best score) + rerank_weight x (predicted rating scaled to -1..1): the
+        scorer says what the user is likely to watch, the predictor how much they would like it.
+        Seen movies keep -inf.
+        """
+        m = max(n, min(self._config.rerank_candidates, scores.shape[1]))
+        cand = (
+            np.argpartition(-scores, m - 1, axis=1)[:, :m]
+            if m < scores.shape[1]
+            else np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+        )
+        s = np.take_along_axis(scores, cand, axis=1)
+        finite = np.where(np.isfinite(s), np.abs(s), 0.0)
+        s = s / np.maximum(finite.max(axis=1, keepdims=True), 1e-12)
+        pred = self._predict_idx(np.repeat(u, m), cand.ravel()).reshape(cand.shape)
+        mid, half = (
+            (self.rating_max + self.rating_min) / 2,
+            max((self.rating_max - self.rating_min) / 2, 1e-9),
+        )
+        combined = s + self._config.rerank_weight * (pred - mid) / half
+        top = np.argpartition(-combined, n - 1, axis=1)[:, :n]
+        return np.take_along_axis(cand, top, axis=1), np.take_along_axis(combined, top, axis=1)
 
     # ---- persistence ----------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
