@@ -240,7 +240,12 @@ def history(conn: sa.Connection, w: Window) -> History:
         )
     }
     users = np.array(sorted(firsts), dtype=np.int64)
-    earliest = conn.execute(sa.select(sa.func.min(r.c.time)).where(r.c.time < w.start)).scalar()
+    # How far the history reaches, on effective times too: backdated lines must not stretch it
+    # (a longer history means a lower past rate per hour, so more bursts).
+    raw_earliest = conn.execute(sa.select(sa.func.min(r_when)).where(r_when < w.start)).scalar()
+    earliest = (
+        datetime.fromisoformat(raw_earliest) if isinstance(raw_earliest, str) else raw_earliest
+    )
     return History(
         movie_ids=movie_ids,
         rating_counts=counts,
