@@ -50,11 +50,11 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     """What a person would look at: status, flag weight, and both Deployments."""
     rm = cluster.read("rm", NAME) or {}
     cm = cluster.read("configmap", f"{NAME}-flags")
-    weight = version = None
+    weight = flag_version = None
     if cm:
         flag = json.loads(cm["data"]["flags.json"])["flags"]["movierec-track"]
         weight = flag["fallthrough"]["rollout"]["variations"][1]["weight"] // 1000
-        version = flag["version"]
+        flag_version = flag["version"]
     deps = {}
     for track in ("stable", "canary"):
         dep = cluster.read("deployment", f"{NAME}-{track}")
@@ -71,7 +71,7 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     return {
         "status": rm.get("status", {}),
         "flag_weight": weight,
-        "flag_version": version,
+        "flag_version": flag_version,
         "consistent": consistent,
         **deps,
     }
