@@ -15,7 +15,7 @@ from types import TracebackType
 
 from movierec.process import ServiceProcess, free_port, http_ok, log_tail
 
-GUNICORN_CONF = "python:movierec_recommender.serving.gunicorn_conf"
+GUNICORN_CONF = "python:movierec_recommender.web.gunicorn_conf"  # what `movierec serve` uses
 RECOMMENDER_APP = "movierec_recommender.serving.wsgi:create()"
 ROUTER_APP = "movierec_recommender.router.wsgi:create()"
 
