@@ -511,9 +511,12 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             )
         # signals write to this pipe (base.Worker's wakeup fd): a SIGTERM ends the select at once
         self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._wake)
+        beat = 0.0
         while self.alive:
-            self.notify()
             now = time.monotonic()
+            if now - beat > 1.0:  # the arbiter's heartbeat is a syscall: not once per event
+                self.notify()
+                beat = now
             for key, _ in self.poller.select(self._next_timeout(now)):
                 try:
                     key.data(key.fileobj)
