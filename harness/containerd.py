@@ -121,13 +121,18 @@ def process(workdir: Path) -> ServiceProcess:
     )
 
 
-def start(proc: ServiceProcess, workdir: Path, *, cni_conf_dir: Path, sandbox_image: str) -> int:
-    """Write the config and start containerd; refuse when another one already owns the socket."""
+def refuse_if_running() -> None:
+    """Raise when a containerd already serves the node's socket: one node per machine."""
     if answers():
         raise ServiceError(
             f"a containerd already serves {ADDRESS} (a cluster left running by another session?);"
             " stop it with `make services-down` from that session, or by its PID"
         )
+
+
+def start(proc: ServiceProcess, workdir: Path, *, cni_conf_dir: Path, sandbox_image: str) -> int:
+    """Write the config and start containerd; refuse when another one already owns the socket."""
+    refuse_if_running()
     (workdir / "containerd.toml").write_text(
         config_text(cni_conf_dir=cni_conf_dir, sandbox_image=sandbox_image)
     )

@@ -390,6 +390,12 @@ oomScoreAdj: 0
         cni.enable_forwarding()
         self._write_credentials()
         self._write_configs()
+        containerd.refuse_if_running()  # before cleaning: the leftovers could be a live node's
+        left = {kind: found for kind, found in leftovers().items() if found}
+        if left:  # a node that was never stopped (killed session, reboot of a container)
+            log.warning("removing what an earlier node left: %s", left)
+            containerd.stop_shims()
+            clean_host()
         checks = self._checks()
         self._launch("containerd")
         etcd = self._launch("etcd")
@@ -463,6 +469,7 @@ oomScoreAdj: 0
         # Without the scheduler, pods controllers recreate stay Pending: nothing lands on the
         # node any more. The controller-manager keeps running for now: it removes the Job
         # controller's finalizers, without which Job pods are never deleted.
+        begun = time.monotonic()
         self._proc("kube-scheduler").stop()
         try:
             if all(self._proc(name).alive() for name in ("etcd", "kube-apiserver", "kubelet")):
@@ -476,6 +483,7 @@ oomScoreAdj: 0
         self._proc("containerd").stop()
         containerd.stop_shims()
         clean_host()
+        log.info("cluster stopped and host cleaned in %.1fs", time.monotonic() - begun)
 
     def _delete_node_pods(self) -> None:
         """Delete the node's pods through the API: the kubelet tears down sandboxes and mounts."""

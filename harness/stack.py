@@ -168,11 +168,16 @@ def resolve(names: Iterable[str] | None) -> list[str]:
 
 def attach_running(name: str, env: Mapping[str, str]) -> Handle | None:
     """The service recorded in ``env`` if it still runs, else None."""
+    handle = attach_recorded(name, env)
+    return handle if handle is not None and handle.running() else None
+
+
+def attach_recorded(name: str, env: Mapping[str, str]) -> Handle | None:
+    """The service recorded in ``env``, running or not (None when nothing is recorded)."""
     folder = env.get(SPECS[name].dir_var)
     if not folder or not (Path(folder) / "state.json").exists():
         return None
-    handle = SPECS[name].attach(Path(folder))
-    return handle if handle.running() else None
+    return SPECS[name].attach(Path(folder))
 
 
 def start_services(
