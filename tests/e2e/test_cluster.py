@@ -1,0 +1,439 @@
+"""The whole stack on a real cluster: helm install into a namespace enforcing the restricted Pod
+Security Standard, real pods of the project's images, simulated users through the router's
+Service, ingestion into the in-cluster PostgreSQL, a retrained model rolled out as a canary and
+promoted on metrics Prometheus scraped from the pods, a broken version rolled back, an upgrade,
+and an uninstall that leaves only volume claims.
+
+The cluster is the harness's node (``make services-up ONLY=cluster`` and ``make images``), or any
+cluster given by MOVIEREC_E2E_KUBECONFIG (with KUBECTL and HELM naming the binaries) whose nodes
+have the images: MOVIEREC_E2E_VALUES lists the values files that name them (comma-separated;
+default charts/movierec/ci/local-values.yaml). The tests run in order and share one release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.deploy.chart import CHART, LOCAL_VALUES, helm_binary
+from tests.e2e.cluster import Cluster, StepFailedError, unready_pods, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.k8s, pytest.mark.timeout(900)]
+
+HERE = Path(__file__).resolve().parent
+# The world the bootstrap Job simulated history for, and the live users come from.
+USERS, MOVIES, HOURS, SEED = 400, 150, 24, 0
+LIVE_START = "2025-10-02T00:00:00"  # the bootstrap history starts 2025-10-01, HOURS long
+MODEL = "movies"
+
+# Short rollouts; the third check reads the router's own metrics: a canary that cannot answer
+# has no recommender metrics at all, but every user the router sends to it falls back.
+E2E_VALUES = f"""
+operator:
+  timerIntervalSeconds: 3
+  # a canary whose pods never become available is rolled back after this
+  deploymentDeadlineSeconds: 45
+recommenderModel:
+  followAlias: challenger
+  rollout:
+    steps: [50, 100]
+    interval: 20s
+    analysisWindow: 40s
+    minSamples: 20
+    maxFailedChecks: 2
+  analysis:
+    - {{name: success-rate, min: 0.95}}
+    - {{name: latency-p95-seconds, max: 0.5}}
+    - name: router-fallback-rate
+      query: >-
+        (sum(rate(movierec_router_fallbacks_total{{track="{{{{track}}}}"}}[{{{{window}}}}])) or vector(0))
+        / sum(rate(movierec_router_upstream_latency_seconds_count{{track="{{{{track}}}}"}}[{{{{window}}}}]))
+      samplesQuery: >-
+        sum(increase(movierec_router_upstream_latency_seconds_count{{track="{{{{track}}}}"}}[{{{{window}}}}]))
+      max: 0.2
+retrain:
+  # the data-quality gate is tested on its own; here the retrain must register a version
+  extraArgs: [--force]
+bootstrap:
+  users: {USERS}
+  movies: {MOVIES}
+  hours: {HOURS}
+  seed: {SEED}
+"""
+
+
+def _values_files() -> list[Path]:
+    named = os.environ.get("MOVIEREC_E2E_VALUES")
+    return [Path(p) for p in named.split(",")] if named else [LOCAL_VALUES]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A fresh namespace enforcing the restricted standard; deleted afterwards."""
+    kubeconfig = os.environ.get("MOVIEREC_E2E_KUBECONFIG")
+    if kubeconfig:
+        kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl") or "kubectl"
+    else:
+        node = request.getfixturevalue("kube_session")  # the harness's node
+        kubeconfig, kubectl = str(node.kubeconfig), str(node.kubectl_path)
+    namespace = f"e2e-{uuid.uuid4().hex[:6]}"
+    c = Cluster(kubeconfig, kubectl, helm_binary(), namespace, tmp_path_factory.mktemp("e2e"))
+    c.kubectl("create", "namespace", namespace)
+    for mode in ("enforce", "warn", "audit"):
+        c.kubectl("label", "namespace", namespace, f"pod-security.kubernetes.io/{mode}=restricted")
+    yield c
+    print("\ne2e step times (s):", json.dumps(c.timings, indent=1))
+    c.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> str:
+    return f"r{uuid.uuid4().hex[:5]}"
+
+
+def _fullname(release: str) -> str:
+    return release if "movierec" in release else f"{release}-movierec"
+
+
+def _values_args(cluster: Cluster, *extra: str) -> list[str]:
+    e2e = cluster.work / "e2e-values.yaml"
+    e2e.write_text(E2E_VALUES)
+    args = []
+    for path in [*_values_files(), e2e]:
+        args += ["-f", str(path)]
+    for item in extra:
+        args += ["--set", item]
+    return args
+
+
+def _rm(cluster: Cluster, release: str) -> dict[str, Any]:
+    return cluster.get("recommendermodel", _fullname(release))
+
+
+def _status(cluster: Cluster, release: str) -> dict[str, Any]:
+    status: dict[str, Any] = _rm(cluster, release).get("status") or {}
+    return status
+
+
+def _job_done(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    job = cluster.get("job", name)
+    conditions = {c["type"]: c["status"] for c in job["status"].get("conditions", [])}
+    if conditions.get("Failed") == "True":
+        raise StepFailedError(
+            f"job {name} failed:\n{cluster.kubectl('logs', f'job/{name}', check=False)}"
+        )
+    return job if conditions.get("Complete") == "True" else None
+
+
+def _run_from_cronjob(cluster: Cluster, cronjob: str, job: str, timeout: float) -> str:
+    cluster.kubectl("create", "job", f"--from=cronjob/{cronjob}", job)
+    wait_for(f"job {job}", lambda: _job_done(cluster, job), timeout=timeout, interval=3)
+    return cluster.kubectl("logs", f"job/{job}")
+
+
+def _tracks_seen(url: str, users: range) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    with requests.Session() as http:
+        for user in users:
+            resp = http.get(f"{url}/recommend/{user}", timeout=5)
+            track = resp.headers.get("X-Track", "none")
+            seen[track] = seen.get(track, 0) + 1
+    return seen
+
+
+def _traffic(cluster: Cluster) -> dict[str, Any] | None:
+    lines = cluster.kubectl("logs", "job/traffic", "--tail", "1", check=False).strip()
+    return json.loads(lines) if lines.startswith("{") else None
+
+
+def _prometheus(url: str, promql: str) -> float:
+    resp = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10)
+    resp.raise_for_status()
+    result = resp.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+# ---- the steps, in order ---------------------------------------------------------------------
+
+
+def test_01_install_every_pod_ready_under_restricted_security(
+    cluster: Cluster, release: str
+) -> None:
+    with cluster.timed("helm lint"):
+        lint = subprocess.run(
+            [cluster.helm_path, "lint", str(CHART), *_values_args(cluster)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    with cluster.timed("helm install --wait (bootstrap model served)"):
+        cluster.helm(
+            "install", release, str(CHART), *_values_args(cluster), "--wait", "--timeout", "12m"
+        )
+    assert not unready_pods(cluster), cluster.describe_problems()
+    rm = _status(cluster, release)
+    assert rm.get("phase") == "Stable" and rm.get("stableVersion") == "1", rm
+    # the operator's recommender pods run under the same enforced standard
+    stable = cluster.get("deployment", f"{_fullname(release)}-stable")
+    assert stable["status"].get("readyReplicas", 0) >= 1
+
+
+def test_02_helm_test_passes(cluster: Cluster, release: str) -> None:
+    with cluster.timed("helm test"):
+        out = cluster.helm("test", release, "--timeout", "3m")
+    assert "Succeeded" in out or "succeeded" in out.lower(), out
+
+
+def test_03_router_service_answers_with_provenance(cluster: Cluster, release: str) -> None:
+    with cluster.port_forward(f"svc/{_fullname(release)}-router", 8082) as url:
+        resp = requests.get(f"{url}/recommend/1", timeout=5)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["X-Track"] == "stable"
+        assert resp.headers["X-Model-Version"] == "1"
+        assert 1 <= len(resp.text.strip().split(",")) <= 20
+        js = requests.get(
+            f"{url}/recommend/2", headers={"Accept": "application/json"}, timeout=5
+        ).json()
+        assert js["model_version"] == "1" and js["items"]
+
+
+def test_04_simulated_users_through_the_router_are_ingested_into_postgres(
+    cluster: Cluster, release: str
+) -> None:
+    full = _fullname(release)
+    router = cluster.get("deployment", f"{full}-router")["spec"]["template"]["spec"]
+    image, pull = router["containers"][0]["image"], router["containers"][0]["imagePullPolicy"]
+    cluster.kubectl(
+        "create", "configmap", "traffic", f"--from-file=traffic.py={HERE / 'traffic.py'}"
+    )
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(_traffic_job(full, cluster, image, pull)))
+    with cluster.timed("first simulated traffic"):
+        wait_for(
+            "simulated traffic",
+            lambda: (t := _traffic(cluster)) and t["requests"] >= 100 and t,
+            timeout=180,
+        )
+    with cluster.timed("ingest job (kubectl create job --from=cronjob)"):
+        out = _run_from_cronjob(cluster, f"{full}-ingest", "ingest-e2e", timeout=300)
+    stats = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    assert stats["stored"] > 0, stats
+    server = f"{full}-router:8082"
+    query = f"SELECT count(*) FROM recommendations WHERE server = '{server}'"
+    count = cluster.kubectl(
+        "exec", f"{full}-postgresql-0", "--", "sh", "-c",
+        f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{query}"',
+    )  # fmt: skip
+    assert int(count.strip()) > 0, f"no request of the live users through {server} stored"
+
+
+def _traffic_job(full: str, cluster: Cluster, image: str, pull: str) -> dict[str, Any]:
+    env = {
+        "USERS": USERS, "MOVIES": MOVIES, "SEED": SEED, "START": LIVE_START, "SECONDS": 1500,
+        "ROUTER": f"http://{full}-router:8082",
+        "KAFKA": f"{full}-kafka.{cluster.namespace}.svc:9092",
+        "HOME": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true",
+    }  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "traffic"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "traffic",
+                            "image": image,
+                            "imagePullPolicy": pull,
+                            "command": ["python", "/scripts/traffic.py"],
+                            "env": [{"name": k, "value": str(v)} for k, v in env.items()],
+                            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [
+                                {"name": "tmp", "mountPath": "/tmp"},
+                                {"name": "scripts", "mountPath": "/scripts"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {}},
+                        {"name": "scripts", "configMap": {"name": "traffic"}},
+                    ],
+                }
+            },
+        },
+    }
+
+
+def test_05_retrained_challenger_is_canaried_and_promoted_on_real_metrics(
+    cluster: Cluster, release: str
+) -> None:
+    full = _fullname(release)
+    with cluster.timed("retrain job"):
+        _run_from_cronjob(cluster, f"{full}-retrain", "retrain-e2e", timeout=420)
+    with cluster.timed("canary running"):
+        status = wait_for(
+            "canary of version 2",
+            lambda: (s := _status(cluster, release)).get("canaryVersion") == "2" and s,
+            timeout=120,
+        )
+        assert status["phase"] in ("Progressing", "Holding", "Promoting", "Stable"), status
+        canary_pods = wait_for(
+            "a ready canary pod",
+            lambda: [
+                p["metadata"]["name"]
+                for p in cluster.get("pods", "-l", "movierec.io/track=canary")["items"]
+                if p["metadata"]["labels"].get("movierec.io/model-version") == "2"
+                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+            ],
+            timeout=180,
+        )  # fmt: skip
+    with (
+        cluster.timed("router splits users"),
+        cluster.port_forward(f"svc/{full}-router", 8082) as url,
+    ):
+        # the flag ConfigMap reaches the router's mounted file within a kubelet sync period
+        split = wait_for(
+            "users on both tracks",
+            lambda: (
+                (seen := _tracks_seen(url, range(1, 201))).get("canary", 0) > 0
+                and seen.get("stable", 0) > 0
+                and seen
+            ),
+            timeout=240,
+            interval=5,
+        )
+        assert split["canary"] + split["stable"] == 200
+    with cluster.timed("promotion on metrics"):
+        promoted = wait_for(
+            "promotion of version 2",
+            lambda: (
+                (s := _status(cluster, release)).get("stableVersion") == "2"
+                and s.get("phase") == "Stable"
+                and s
+            ),
+            timeout=420,
+            interval=3,
+        )
+    analysis = promoted.get("lastAnalysis") or {}
+    assert analysis.get("success-rate", {}).get("verdict") == "pass", promoted
+    assert analysis.get("latency-p95-seconds", {}).get("verdict") == "pass", promoted
+    with cluster.port_forward(f"svc/{full}-prometheus", 9090) as prom:
+        pods = "|".join(canary_pods)
+        served = _prometheus(
+            prom,
+            f'sum(max_over_time(movierec_requests_total{{component="recommender",track="canary",'
+            f'model_version="2",pod=~"{pods}"}}[15m]))',
+        )
+        assert served > 0, "Prometheus has no requests scraped from the canary pods"
+    with cluster.port_forward(f"svc/{full}-mlflow", 5000) as mlflow_url:
+        from mlflow import MlflowClient
+
+        champion = MlflowClient(mlflow_url).get_model_version_by_alias(MODEL, "champion")
+        assert champion.version == "2"
+
+
+def test_06_a_broken_version_is_rolled_back_with_an_event_and_a_reason(
+    cluster: Cluster, release: str
+) -> None:
+    full = _fullname(release)
+    with cluster.port_forward(f"svc/{full}-mlflow", 5000) as mlflow_url:
+        import mlflow
+        from mlflow import MlflowClient
+
+        client = MlflowClient(mlflow_url)
+        mlflow.set_tracking_uri(mlflow_url)
+        # a version whose artifacts are not a model: its pods never load it
+        with mlflow.start_run() as run:
+            mlflow.log_text("not a model\n", "model/README.txt")
+        bad = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id)
+        client.set_registered_model_alias(MODEL, "challenger", bad.version)
+    with cluster.timed("rollback of a broken version"):
+        status = wait_for(
+            "rollback",
+            lambda: (s := _status(cluster, release)).get("phase") == "RolledBack" and s,
+            timeout=480,
+            interval=3,
+        )
+    assert status["rolledBackVersion"] == str(bad.version), status
+    assert status["stableVersion"] == "2"
+    assert str(bad.version) in status["message"], status
+    events = cluster.get(
+        "events", "--field-selector", f"involvedObject.name={full},reason=RolledBack"
+    )["items"]
+    assert events and events[0]["type"] == "Warning"
+    assert events[0]["message"], events[0]
+
+
+def test_07_upgrade_with_changed_values_rolls_without_failed_requests(
+    cluster: Cluster, release: str
+) -> None:
+    full = _fullname(release)
+    before = _traffic(cluster)
+    assert before is not None
+    with cluster.timed("helm upgrade --wait (router restarted)"):
+        cluster.helm(
+            "upgrade", release, str(CHART),
+            *_values_args(cluster, "router.replicas=2", "router.threads=6"),
+            "--wait", "--timeout", "6m",
+        )  # fmt: skip
+    router = cluster.get("deployment", f"{full}-router")
+    assert router["status"].get("readyReplicas") == 2
+    command = router["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--threads") + 1] == "6"
+    assert not unready_pods(cluster), cluster.describe_problems()
+    time.sleep(5)
+    after = _traffic(cluster)
+    assert after is not None and after["requests"] > before["requests"]
+    assert after["errors"] == before["errors"], (before, after)
+
+
+def test_08_uninstall_leaves_only_volume_claims(cluster: Cluster, release: str) -> None:
+    cluster.kubectl("delete", "job", "traffic", "--wait=false", check=False)
+    cluster.kubectl("delete", "configmap", "traffic", check=False)
+    with cluster.timed("helm uninstall"):
+        cluster.helm("uninstall", release, "--wait", "--timeout", "5m")
+
+    def left() -> list[str]:
+        kinds = (
+            "deployments,statefulsets,replicasets,pods,services,configmaps,secrets,jobs,cronjobs,"
+            "serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,"
+            "horizontalpodautoscalers,ingresses,recommendermodels,persistentvolumeclaims"
+        )
+        items = cluster.get(kinds)["items"]
+        rest = [
+            f"{i['kind']}/{i['metadata']['name']}"
+            for i in items
+            if i["kind"] != "PersistentVolumeClaim"
+            and not (i["kind"] == "ConfigMap" and i["metadata"]["name"] == "kube-root-ca.crt")
+            and not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")
+        ]
+        if rest:
+            raise ValueError(rest)  # wait_for shows the last list when time runs out
+        return ["clean"]
+
+    with cluster.timed("garbage collection after uninstall"):
+        wait_for("only PVCs left", left, timeout=180, interval=3)
