@@ -15,11 +15,17 @@ LIVENESS = "http://0.0.0.0:8080/healthz"  # the chart's probes: /healthz on port
 
 
 def kopf_argv(args: Sequence[str]) -> list[str]:
-    """``kopf run`` arguments for the operator plus the caller's own options."""
+    """``kopf run`` arguments for the operator plus the caller's own options. Namespaces given
+    here also go to ``$MOVIEREC_OPERATOR_NAMESPACE`` (comma-separated), which the operator's
+    start-up and health checks read."""
     extra = list(args)
+    given = [a.split("=", 1)[1] for a in extra if a.startswith("--namespace=")]
+    if given and not os.environ.get("MOVIEREC_OPERATOR_NAMESPACE"):
+        os.environ["MOVIEREC_OPERATOR_NAMESPACE"] = ",".join(given)
     if not any(a.startswith(("-n", "--namespace", "-A", "--all-namespaces")) for a in extra):
         namespace = os.environ.get("MOVIEREC_OPERATOR_NAMESPACE")
-        extra += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+        names = [n for n in (namespace or "").split(",") if n]
+        extra += [f"--namespace={n}" for n in names] if names else ["--all-namespaces"]
     if not any(a.startswith("--liveness") for a in extra):
         extra.append(f"--liveness={LIVENESS}")
     return ["run", "-m", "movierec_operator.handlers", "--standalone", *extra]

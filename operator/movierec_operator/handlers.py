@@ -45,7 +45,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     kube = k8s.Kube(k8s.make_api_client(ours.kubeconfig), timeout=ours.request_timeout_seconds)
     # Without list/watch on RecommenderModels nothing works: stop now with the reason instead of
     # reporting healthy and failing later (a RoleBinding naming another namespace did that).
-    problem = kube.watch_problem(ours.namespace)
+    problem = _watch_problem(kube, ours)
     if problem:
         log.error("the operator cannot start: %s", problem)
         raise kopf.PermanentError(problem)
@@ -66,6 +66,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
 
 
+def _watch_problem(kube: k8s.Kube, settings: Settings) -> str | None:
+    """The first namespace the operator may not watch (patterns such as ``team-*`` cannot be
+    listed: Kopf resolves them itself)."""
+    if not settings.namespace:
+        return kube.watch_problem(None)
+    for namespace in settings.namespace.split(","):
+        if namespace and not any(c in namespace for c in "*?[!"):
+            problem = kube.watch_problem(namespace)
+            if problem:
+                return problem
+    return None
+
+
 @kopf.on.probe(id="watch")
 def watch_works(memo: kopf.Memo, **_: Any) -> str:
     """Liveness/readiness (``--liveness``; Kopf caches it 10 s): fails while the operator may
@@ -73,7 +86,7 @@ def watch_works(memo: kopf.Memo, **_: Any) -> str:
     deps = memo.get("deps")
     if deps is None:
         raise kopf.PermanentError("not configured yet")
-    problem = deps.kube.watch_problem(deps.settings.namespace)
+    problem = _watch_problem(deps.kube, deps.settings)
     if problem:
         log.error("health check: %s", problem)
         raise kopf.PermanentError(problem)

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     # port for the operator's own /metrics (0: off)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     kubeconfig: str | None = None  # None: in-cluster config, else the default kubeconfig
-    # the namespace watched (the chart sets the release namespace); None: every namespace
+    # the namespace(s) watched, comma-separated (the chart sets the release namespace);
+    # None: every namespace
     namespace: str | None = None
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     # MLflow and Prometheus calls: each attempt times out, a few quick retries, then the

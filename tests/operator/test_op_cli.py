@@ -66,3 +66,17 @@ def test_movierec_operator_runs_the_operator(cluster: Cluster, tmp_path: Path) -
         cluster.kubectl("delete", "rm", "cli", "--timeout=30s")  # finalizer released
     finally:
         proc.stop()
+
+
+def test_namespaces_on_the_command_line_are_the_ones_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from movierec_operator.__main__ import kopf_argv
+
+    monkeypatch.delenv("MOVIEREC_OPERATOR_NAMESPACE", raising=False)
+    argv = kopf_argv(["--namespace=team-a", "--namespace=team-b"])
+    assert argv[:4] == ["run", "-m", "movierec_operator.handlers", "--standalone"]
+    assert os.environ["MOVIEREC_OPERATOR_NAMESPACE"] == "team-a,team-b"
+    monkeypatch.setenv("MOVIEREC_OPERATOR_NAMESPACE", "prod")
+    argv = kopf_argv([])
+    assert "--namespace=prod" in argv and "--liveness=http://0.0.0.0:8080/healthz" in argv
