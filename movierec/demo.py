@@ -27,6 +27,7 @@ BASELINE = (
 )
 PERSONALISED = "personalised"  # both model tracks together, in the comparison with BASELINE
 LIVE_CLIENTS = 4
+SERVE_READY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,8 @@ def _start_services(
             children.append((child, port))
             tracks[algo] = f"http://127.0.0.1:{port}"
         for child, port in children:
-            group.wait_http(child, f"http://127.0.0.1:{port}/readyz")
+            # download from MLflow + load + precompute: minutes when the machine is busy
+            group.wait_http(child, f"http://127.0.0.1:{port}/readyz", timeout=SERVE_READY_S)
         d.update(tracks=",".join(tracks))
 
     with progress.step("router with a 3-way LaunchDarkly split (two models, most popular)") as d:
