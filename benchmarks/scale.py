@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from movierec_recommender.data import RatingsData
 from movierec_recommender.models import build_model, load_model
+from movierec_recommender.vocabulary import Vocabulary
 
 FULL = {"n_users": 162_000, "n_movies": 62_000, "n_ratings": 25_000_000}
 
@@ -84,7 +85,7 @@ def as_ratings(u: np.ndarray, i: np.ndarray, r: np.ndarray, ts: np.ndarray) -> R
 
     uv, ur = vocab(int(u.max()) + 1)
     mv, mr = vocab(int(i.max()) + 1)
-    return RatingsData(uv, ur[u], mv, mr[i], r, ts)
+    return RatingsData(Vocabulary(uv), ur[u], Vocabulary(mv), mr[i], r, ts)
 
 
 def cpu_s() -> float:
