@@ -335,7 +335,9 @@ oomScoreAdj: 0
                     log_path=self.workdir / "logs" / f"{name}.log",
                     marker=str(self.workdir),
                     env=containerd.sbin_env(),
-                    stop_timeout=20,
+                    # The API server can linger on open streams after a clean shutdown; only
+                    # etcd's data needs a graceful stop.
+                    stop_timeout=20 if name == "etcd" else 10,
                 )
             process.pid = self.pids.get(name)
             self._processes[name] = process
