@@ -31,6 +31,7 @@ PACKAGES = {
     "iptables": "iptables",
     "conntrack": "conntrack",
     "socat": "socat",  # kubectl port-forward runs it on the node
+    "ip": "iproute2",  # network namespaces and cni0 at teardown
 }
 
 
