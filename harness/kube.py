@@ -483,6 +483,9 @@ oomScoreAdj: 0
         if self._proc("containerd").alive():
             containerd.remove_all_containers()  # what the kubelet did not stop
         self._proc("containerd").stop()
+        if containerd.answers():  # not ours (this one failed to start): that node owns the host
+            log.warning("another node's containerd serves %s; host left alone", containerd.ADDRESS)
+            return
         containerd.stop_shims()
         clean_host()
         log.info("cluster stopped and host cleaned in %.1fs", time.monotonic() - begun)

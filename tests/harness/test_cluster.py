@@ -8,9 +8,14 @@ import re
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from harness import cni, coredns, node_images
-from harness.kube import KubeCluster
+from harness import kube as node
+from harness.kube import KubeCluster, leftovers
+from harness.process import ServiceError
 from harness.session import KubeNamespace
 
 POD = f"""
@@ -119,3 +124,18 @@ def test_logs_and_port_forward_reach_a_pod(kube_session: KubeCluster) -> None:
         forward.terminate()
         forward.wait(timeout=10)
     assert "coredns_build_info" in body
+
+
+def test_a_second_node_is_refused_and_leaves_the_first_alone(
+    kube_session: KubeCluster, tmp_path: Path
+) -> None:
+    before = leftovers()
+
+    with pytest.raises(ServiceError, match="already serves"):
+        node.start(tmp_path / "second")
+
+    assert kube_session.running()
+    assert leftovers()["netns"] == before["netns"]
+    assert leftovers()["iptables chains"] == before["iptables chains"]
+    name = f"kubernetes.default.svc.{coredns.CLUSTER_DOMAIN}"
+    assert coredns.query_a(cni.DNS_SERVICE_IP, name) == [cni.API_SERVICE_IP]
