@@ -41,8 +41,14 @@ def cmd_up(only: list[str] | None) -> int:
     missing = [name for name in wanted if name not in recorded]
     if missing:
         stack.install(missing)
+        fresh = not env.get("MOVIEREC_SERVICES_DIR")
         run_dir = Path(env.get("MOVIEREC_SERVICES_DIR") or _new_run_dir())
-        handles = stack.start_services(missing, run_dir, env)
+        try:
+            handles = stack.start_services(missing, run_dir, env)
+        except BaseException:
+            if fresh:  # everything started here was stopped again
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         names = [name for name in stack.SPECS if name in recorded or name in handles]
         merged = {**env, "MOVIEREC_SERVICES": ",".join(names)}
         merged["MOVIEREC_SERVICES_DIR"] = str(run_dir)
