@@ -148,6 +148,7 @@ class KubeCluster:
 
     def _write_credentials(self) -> None:
         """CA, certificates, kubeconfigs and the token file; kept across restarts."""
+        self._write_front_proxy_credentials()
         folder = self.pki_dir
         if (folder / "done").exists():
             return
@@ -175,6 +176,15 @@ class KubeCluster:
         tokens = folder / "tokens.csv"
         tokens.write_text(f'{self.token},{TOKEN_USER},{TOKEN_USER}-uid,"system:masters"\n')
         tokens.chmod(0o600)
+        (folder / "done").write_text("")
+
+    def _write_front_proxy_credentials(self) -> None:
+        """A separate CA for the aggregation layer's request headers (extension API servers)."""
+        folder = self.pki_dir / "front-proxy"
+        if (folder / "done").exists():
+            return
+        pki.make_ca(folder, "movierec-front-proxy-ca")
+        pki.issue(folder, "front-proxy-client", "/CN=front-proxy-client")
         (folder / "done").write_text("")
 
     def _write_configs(self) -> None:
@@ -266,6 +276,14 @@ oomScoreAdj: 0
                 f"--tls-private-key-file={folder / 'apiserver.key'}",
                 f"--client-ca-file={folder / 'ca.crt'}",
                 f"--token-auth-file={folder / 'tokens.csv'}",
+                # Without these, every component logs a missing requestheader CA each minute.
+                f"--requestheader-client-ca-file={folder / 'front-proxy' / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={folder / 'front-proxy' / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={folder / 'front-proxy' / 'front-proxy-client.key'}",
                 f"--kubelet-client-certificate={folder / 'apiserver-kubelet-client.crt'}",
                 f"--kubelet-client-key={folder / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={folder / 'ca.crt'}",
