@@ -10,7 +10,7 @@ from pathlib import Path
 
 DEFAULT_PORT = 8082
 # In a pod the probes and Services reach the pod IP: a loopback bind would fail them both.
-DEFAULT_HOST = "0.0.0.0"  # noqa: S104
+DEFAULT_HOST = "0.0.0.0"
 CONF = "python:movierec_recommender.web.gunicorn_conf"
 
 
