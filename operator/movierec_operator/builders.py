@@ -57,12 +57,13 @@ def build_deployment(
     model_name: str,
     version: str,
     image: str,
-    replicas: int,
+    replicas: int | None,
     tracking_uri: str,
     image_pull_policy: str = "IfNotPresent",
 ) -> dict[str, Any]:
     """The Deployment serving ``models:/<model_name>/<version>`` as ``track``; its pods satisfy
-    the ``restricted`` Pod Security Standard (ARCHITECTURE.md section 9)."""
+    the ``restricted`` Pod Security Standard (ARCHITECTURE.md section 9). ``replicas=None``
+    leaves the count to whoever sets it (a HorizontalPodAutoscaler)."""
     name = owner["metadata"]["name"]
     labels = {**_labels(name, track), constants.LABEL_MODEL_VERSION: version}
     pod_labels = {**selector_labels(name, track), constants.LABEL_MODEL_VERSION: version}
@@ -138,7 +139,7 @@ def build_deployment(
             "kind": "Deployment",
             "metadata": {"name": child_name(name, track), "labels": labels},
             "spec": {
-                "replicas": replicas,
+                **({} if replicas is None else {"replicas": replicas}),
                 "selector": {"matchLabels": selector_labels(name, track)},
                 "template": {
                     "metadata": {

@@ -43,6 +43,8 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_TRACK: Final = "movierec.io/track"
 LABEL_MODEL_VERSION: Final = "movierec.io/model-version"
+# on a RecommenderModel: an autoscaler owns the stable Deployment's replicas (set once, at creation)
+AUTOSCALED_ANNOTATION: Final = "movierec.io/autoscaled"
 APP_NAME: Final = "movierec-recommender"
 MANAGER: Final = "movierec-operator"
 

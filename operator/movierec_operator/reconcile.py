@@ -349,12 +349,17 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
     current_flags = deps.kube.get_child(
         "ConfigMap", meta["namespace"], builders.flag_configmap_name(meta["name"])
     )
+    stable_replicas: int | None = spec.replicas
+    autoscaled = (meta.get("annotations") or {}).get(constants.AUTOSCALED_ANNOTATION) == "true"
+    stable_name = builders.child_name(meta["name"], constants.TRACK_STABLE)
+    if autoscaled and deps.kube.get_child("Deployment", meta["namespace"], stable_name):
+        stable_replicas = None  # the HorizontalPodAutoscaler's count stands
     objects = [
         builders.build_deployment(
             body,
             track=constants.TRACK_STABLE,
             version=state.stable_version,
-            replicas=spec.replicas,
+            replicas=stable_replicas,
             **common,
         ),
         builders.build_deployment(

@@ -271,3 +271,8 @@ def test_canary_users_at_a_lower_weight_stay_canary_at_a_higher_one(ld_client_fo
         u for u in users if high.variation("movierec-track", Context.create(u), "") == "canary"
     }
     assert canary_low and canary_low <= canary_high
+
+
+def test_an_autoscaled_deployment_leaves_replicas_to_the_autoscaler() -> None:
+    assert "replicas" not in _deployment(replicas=None)["spec"]
+    assert _deployment(replicas=3)["spec"]["replicas"] == 3
