@@ -61,8 +61,9 @@ def read_users_csv(path: str | Path) -> dict[str, tuple[str, str]]:
 def read_users_db(url: str) -> dict[str, tuple[str, str]]:
     """The database's `users` table → user id → segment."""
     import sqlalchemy as sa
+    from movierec_ingestor.db import create_engine
 
-    engine = sa.create_engine(url)
+    engine = create_engine(url)  # every URL form (postgresql://, postgres://, sqlite)
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT user_id, age, gender FROM users"))
