@@ -7,27 +7,28 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from movierec_recommender.pipeline.summary import TrainSummary
 from pydantic import BaseModel, ConfigDict
 
+from movierec import demo_online
+from movierec.demo_live import BASELINE, LIVE_CLIENTS, live_phase, popular_track
+from movierec.demo_provenance import DIR_ENV, SERVING_APP
 from movierec.process import ProcessGroup, free_port, process_group
-from movierec.report import write_report
+from movierec.report import print_grafana, write_report
 
 MODEL_NAME = "movies"
 ALGOS = ("user-user", "item-item")
-BASELINE = (
-    "popular"  # a third live track: the most-popular list, the bar personalisation must clear
-)
-PERSONALISED = "personalised"  # both model tracks together, in the comparison with BASELINE
-LIVE_CLIENTS = 4
 SERVE_READY_S = 300.0
+# The simulated users' clock runs ahead of the wall clock (simulated think time and viewing):
+# their live watch and rating lines are "in the future" for the ingestor's plausibility check.
+LIVE_SKEW_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -115,40 +116,65 @@ def _movierec(*argv: str, env: dict[str, str] | None = None) -> str:
     return lines[-1]
 
 
+@contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    """Run with `folder` as the working directory: whatever a step writes relative to it
+    (MLflow's default artifact root `./mlruns`) lands in the demo's output, not the caller's."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def run(config: DemoConfig) -> int:
     work = config.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    with _inside(work):
+        return _run(config, work)
+
+
+def _run(config: DemoConfig, work: Path) -> int:
     paths = {
         "history": work / "history.log",
-        "live": work / "live.log",
         "metadata": work / "metadata",
         "db": work / "movierec.db",
-        "provenance": work / "provenance.jsonl",
+        "provenance": work / "provenance",
         "flags": work / "flags.json",
         "models": work / "models",
         "logs": work / "logs",
     }
-    for key in ("history", "db", "provenance"):
+    for key in ("history", "db"):
         paths[key].unlink(missing_ok=True)
-    for stale in work.glob("live-*.log"):
+    for stale in [*work.glob("live-*.log"), *paths["provenance"].glob("*.jsonl")]:
         stale.unlink()
+    live_files = [work / f"live-{i}.log" for i in range(LIVE_CLIENTS)]
     db_url = f"sqlite:///{paths['db']}"
-    mlflow_env = {
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "MOVIEREC_MLFLOW_ARTIFACTS": str(work / "mlartifacts"),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-    }
-    os.environ.update(mlflow_env)
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     progress = Progress()
     summary: dict[str, Any] = {
         "title": f"{config.users} users, {config.movies} movies, {config.hours:g} h of history, seed {config.seed}"
     }
+    # One clock: the services stamp their provenance with the wall clock, so the history ends
+    # (with an hour's margin for views running on) where the live phase starts, at present.
+    history_start = _now() - timedelta(hours=config.hours + 1)
 
     with progress.step("simulate history") as d:
         sim_line = _movierec(
             "simulate", "--users", str(config.users), "--movies", str(config.movies),
             "--hours", str(config.hours), "--seed", str(config.seed),
+            "--start", history_start.isoformat(timespec="seconds"),
             "--out", str(paths["history"]), "--metadata-out", str(paths["metadata"]),
             # short, frequent viewing sessions: more ratings per streamed line, so that a
             # 3-minute demo has enough explicit feedback to separate the two algorithms
@@ -157,6 +183,7 @@ def run(config: DemoConfig) -> int:
         sim = SimulateSummary.model_validate_json(sim_line)
         d.update(lines=sim.lines, malformed=sim.malformed_total)
 
+    ingests: dict[str, dict[str, int]] = {}
     with progress.step("ingest history") as d:
         ing = IngestSummary.model_validate_json(_movierec(
             "ingest", "--source", str(paths["history"]), "--db", db_url,
@@ -164,6 +191,7 @@ def run(config: DemoConfig) -> int:
         ))  # fmt: skip
         d.update(ing.model_dump())
         summary["ingest_history"] = ing.model_dump()
+        ingests["history"] = ing.model_dump()
 
     with progress.step("data-quality gate") as d:
         gate = QualitySummary.model_validate_json(_movierec("quality", "--db", db_url, "--json"))
@@ -186,70 +214,59 @@ def run(config: DemoConfig) -> int:
             d.update(version=out.version)
     summary["offline"] = offline
 
-    with process_group(paths["logs"]) as group, _popular_track(db_url) as popular_url:
-        router_url = _start_services(group, paths, versions, progress, popular_url)
+    from movierec_simulator.world import World
+
+    world = World.generate(config.users, config.movies, config.seed)
+    with (
+        process_group(paths["logs"]) as group,
+        popular_track(db_url, paths["provenance"]) as popular_url,
+    ):
+        urls = _start_services(group, paths, versions, progress, popular_url)
         with progress.step("simulated users on the live services") as d:
-            live = _live_phase(config, router_url, paths)
+            live_start = _now()
+            live = live_phase(
+                world, urls["router"], live_files, ALGOS, requests=config.requests,
+                seconds=config.live_seconds, seed=config.seed, start=live_start,
+            )  # fmt: skip
+            live_end = _now()
             d.update(requests=live["requests"], errors=live["errors"], seconds=live["seconds"])
             summary["live_clients"] = live["by_track"]
             summary["versus_popular"] = live["versus_popular"]
+            summary["service_counters"] = demo_online.scrape(
+                {k: v for k, v in urls.items() if k != BASELINE}
+            )
 
-    with progress.step("ingest live traffic") as d:
-        totals: dict[str, int] = {}
-        for i in range(LIVE_CLIENTS):
-            live_ing = IngestSummary.model_validate_json(_movierec(
-                "ingest", "--source", str(_live_file(paths, i)), "--db", db_url, "--until-caught-up"
-            ))  # fmt: skip
-            for k, v in live_ing.model_dump().items():
+    with progress.step("ingest live traffic and provenance") as d:
+        sources = [("live", f) for f in live_files]
+        sources += [("provenance", f) for f in sorted(paths["provenance"].glob("*.jsonl"))]
+        for kind, source in sources:
+            line = _movierec(
+                "ingest", "--source", str(source), "--db", db_url, "--until-caught-up",
+                env={"MOVIEREC_INGESTOR_MAX_FUTURE_SKEW_S": str(LIVE_SKEW_S)},
+            )  # fmt: skip
+            totals = ingests.setdefault(kind, {})
+            for k, v in IngestSummary.model_validate_json(line).model_dump().items():
                 totals[k] = totals.get(k, 0) + int(v)
-        d.update(totals)
+        d.update({f"{k}_stored": v["stored"] for k, v in ingests.items() if k != "history"})
+    summary["ingest"] = ingests
 
     with progress.step("online evaluation") as d:
-        online = _online(paths, db_url)
+        names = {f"{MODEL_NAME}-{algo}": algo for algo in ALGOS}
+        models = demo_online.predictors(paths["models"], names, BASELINE)
+        online = demo_online.evaluate(db_url, models, BASELINE, live_start, live_end)
         summary["online"] = online
-        d.update(tracks=len(online["tracks"]))
+        summary["store"] = demo_online.store_views(db_url, live_start - timedelta(seconds=1))
+        summary["store"]["client_latency_ms"] = live["client_latency_ms"]
+        d.update(exposures=online["exposures"], tracks=len(online["tracks"]))
 
     summary["steps"] = progress.steps
-    report = write_report(work / "report.html", summary, _latencies(paths["provenance"]))
+    report = write_report(work / "report.html", summary)
     (work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(summary)
+    print_grafana()
     print(f"\nHTML report: {report}\nSummary JSON: {work / 'summary.json'}")
     print(f"Total: {time.monotonic() - progress.started:.1f}s")
     return 0
-
-
-@contextmanager
-def _popular_track(db_url: str) -> Iterator[str]:
-    """The most-popular baseline as a live track: every user gets the most-rated movies of the
-    training data they have not rated, from a small in-process HTTP server (same answer format
-    and headers as `movierec serve`)."""
-    import logging
-    import threading
-
-    from movierec_recommender.data import RatingsData
-    from movierec_recommender.models import MostPopular
-    from werkzeug.serving import make_server
-
-    model = MostPopular().fit(RatingsData.from_db(db_url))
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        path = str(environ.get("PATH_INFO", ""))
-        if not path.startswith("/recommend/"):
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok"]
-        ids, _ = model.recommend(path.rstrip("/").rsplit("/", 1)[-1], n=20)
-        headers = [("Content-Type", "text/plain"), ("X-Track", BASELINE)]
-        start_response("200 OK", [*headers, ("X-Model-Version", BASELINE)])
-        return [",".join(ids).encode()]
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 def _start_services(
@@ -258,21 +275,26 @@ def _start_services(
     versions: dict[str, str],
     progress: Progress,
     popular_url: str,
-) -> str:
+) -> dict[str, str]:
+    """Both models under gunicorn (`movierec serve`'s app and edge, provenance to files) and the
+    router; returns every service's base URL by name."""
+    from movierec_recommender.cli_serve import CONF
+
     tracks: dict[str, str] = {BASELINE: popular_url}
     with progress.step("serve both models under gunicorn (from MLflow)") as d:
         children = []
         for algo in ALGOS:
             port = free_port()
-            child = group.start(
-                f"serve-{algo}",
-                [
-                    sys.executable, "-m", "movierec", "serve",
-                    "--model", f"models:/{MODEL_NAME}-{algo}/{versions[algo]}",
-                    "--port", str(port), "--track", algo, "--workers", "2",
-                ],
-            )  # fmt: skip
-            children.append((child, port))
+            env = {
+                "MOVIEREC_RECOMMENDER_MODEL": f"models:/{MODEL_NAME}-{algo}/{versions[algo]}",
+                "MOVIEREC_RECOMMENDER_TRACK": algo,
+                "MOVIEREC_EDGE_BIND": f"127.0.0.1:{port}",
+                "MOVIEREC_EDGE_WORKERS": "2",
+                "MOVIEREC_EDGE_THREADS": "4",
+                DIR_ENV: str(paths["provenance"]),
+            }
+            argv = [sys.executable, "-m", "gunicorn", "-c", CONF, SERVING_APP]
+            children.append((group.start(f"serve-{algo}", argv, env), port))
             tracks[algo] = f"http://127.0.0.1:{port}"
         for child, port in children:
             # download from MLflow + load + precompute: minutes when the machine is busy
@@ -289,181 +311,13 @@ def _start_services(
             [
                 sys.executable, "-m", "movierec", "route", "--flags", str(paths["flags"]),
                 "--tracks", json.dumps(tracks), "--port", str(port), "--rate-limit", "0",
+                "--host", "127.0.0.1",
             ],
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         group.wait_http(child, f"{url}/readyz")
         d.update(url=url)
-    return url
-
-
-def _live_phase(config: DemoConfig, router_url: str, paths: dict[str, Path]) -> dict[str, Any]:
-    """Simulated users call the router from a few threads, each over its own users and log file."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-    from movierec_recommender.online.exposures import Exposure, write_exposures
-    from movierec_simulator.client import run_sessions
-    from movierec_simulator.sinks import FileSink
-    from movierec_simulator.world import World
-
-    world = World.generate(config.users, config.movies, config.seed)
-    start = _history_end(paths["history"])
-    shards = np.array_split(np.asarray(world.user_ids), LIVE_CLIENTS)
-    t0 = time.monotonic()
-
-    def play(i: int) -> Any:
-        with FileSink(_live_file(paths, i)) as sink:
-            return run_sessions(
-                world,
-                router_url,
-                shards[i].tolist(),
-                config.requests // LIVE_CLIENTS,
-                sink,
-                seed=config.seed * 100 + i,
-                deadline_s=config.live_seconds,
-                start=start,
-            )
-
-    with ThreadPoolExecutor(LIVE_CLIENTS) as pool:
-        results = list(pool.map(play, range(LIVE_CLIENTS)))
-    exposures = [
-        Exposure(
-            time=o.time,
-            user_id=o.user_id,
-            track=o.track or "unknown",
-            model_version=o.model_version or "unknown",
-            items=tuple(o.items),
-            status=o.status,
-            latency_ms=float(o.latency_ms),
-        )
-        for r in results
-        for o in r.outcomes
-    ]
-    write_exposures(paths["provenance"], exposures)
-    per_track: dict[str, dict[str, float]] = {}
-    for r in results:
-        for track, totals in r.by_track().items():
-            acc = per_track.setdefault(track, {})
-            for key in ("requests", "watched", "minutes", "rated", "errors"):
-                acc[key] = acc.get(key, 0) + totals[key]
-    for acc in per_track.values():
-        acc["watched_per_request"] = acc["watched"] / max(acc["requests"], 1)
-    from dataclasses import replace
-
-    outcomes = [o for r in results for o in r.outcomes]
-    # both model tracks are personalised: pooled, they are twice the sample against the baseline
-    pooled = [replace(o, track=PERSONALISED) if o.track in ALGOS else o for o in outcomes]
-    versus = {algo: engagement_effect(outcomes, algo, BASELINE) for algo in ALGOS}
-    versus[PERSONALISED] = engagement_effect(pooled, PERSONALISED, BASELINE)
-    return {
-        "by_track": per_track,
-        "versus_popular": {name: effect.model_dump() for name, effect in versus.items()},
-        "requests": len(exposures),
-        "errors": sum(1 for e in exposures if e.status != 200),
-        "seconds": round(time.monotonic() - t0, 1),
-    }
-
-
-class EngagementEffect(BaseModel):
-    """Track `a` against `b` on engagement: per user, the share of the recommended movies they
-    watched (the user is the randomisation unit: the router assigns each user one track)."""
-
-    a: str
-    b: str
-    users_a: int
-    users_b: int
-    mean_a: float
-    mean_b: float
-    difference: float
-    cohens_d: float  # difference over the pooled per-user standard deviation
-    p_value: float  # Welch's t-test, two-sided
-
-
-def engagement_effect(outcomes: list[Any], a: str, b: str) -> EngagementEffect:
-    """Per-user engagement of two tracks compared: means, Cohen's d and Welch's p-value."""
-    import numpy as np
-    from scipy import stats
-
-    per_user: dict[str, dict[int, list[float]]] = {a: {}, b: {}}
-    for o in outcomes:
-        if o.track in per_user and o.status == 200 and o.items:
-            per_user[o.track].setdefault(o.user_id, []).append(len(o.watched) / len(o.items))
-    xa = np.array([np.mean(v) for v in per_user[a].values()])
-    xb = np.array([np.mean(v) for v in per_user[b].values()])
-    nan = float("nan")
-    if len(xa) < 2 or len(xb) < 2:
-        return EngagementEffect(
-            a=a, b=b, users_a=len(xa), users_b=len(xb), mean_a=nan, mean_b=nan,
-            difference=nan, cohens_d=nan, p_value=nan,
-        )  # fmt: skip
-    dof = len(xa) + len(xb) - 2
-    pooled = float(np.sqrt(((len(xa) - 1) * xa.var(ddof=1) + (len(xb) - 1) * xb.var(ddof=1)) / dof))
-    diff = float(xa.mean() - xb.mean())
-    return EngagementEffect(
-        a=a,
-        b=b,
-        users_a=len(xa),
-        users_b=len(xb),
-        mean_a=float(xa.mean()),
-        mean_b=float(xb.mean()),
-        difference=diff,
-        cohens_d=diff / pooled if pooled > 0 else nan,
-        p_value=float(stats.ttest_ind(xa, xb, equal_var=False).pvalue),
-    )
-
-
-def _live_file(paths: dict[str, Path], i: int) -> Path:
-    return paths["live"].with_name(f"live-{i}.log")
-
-
-def _history_end(history: Path) -> Any:
-    """The simulated clock continues after the newest event of the history."""
-    from movierec_ingestor.events import ParseError, parse_line
-
-    newest = None
-    with history.open("rb") as fh:
-        for raw in fh:
-            try:
-                t = parse_line(raw).time
-            except ParseError:
-                continue
-            newest = t if newest is None or t > newest else newest
-    if newest is None:
-        raise RuntimeError(f"no valid event in {history}")
-    return newest + timedelta(minutes=1)
-
-
-def _online(paths: dict[str, Path], db_url: str) -> dict[str, Any]:
-    import numpy as np
-    from movierec_recommender.models import load_model
-    from movierec_recommender.online.evaluate import evaluate
-    from movierec_recommender.online.exposures import read_exposures
-
-    predictors: dict[str, Callable[..., Any]] = {
-        algo: load_model(paths["models"] / algo).predict for algo in ALGOS
-    }
-    # the baseline predicts every rating as the global mean (its online RMSE is that of the mean)
-    mean = float(load_model(paths["models"] / ALGOS[0]).mu)
-    predictors[BASELINE] = lambda users, movies: np.full(len(users), mean)
-    popular = set(load_model(paths["models"] / ALGOS[0]).popular(max(1, 20)))
-    report = evaluate(
-        list(read_exposures(paths["provenance"])),
-        db_url,
-        predictors,
-        window=timedelta(hours=3),
-        popular_items=popular,
-    )
-    return report.to_dict()
-
-
-def _latencies(provenance: Path) -> dict[str, list[float]]:
-    from movierec_recommender.online.exposures import read_exposures
-
-    out: dict[str, list[float]] = {}
-    for e in read_exposures(provenance):
-        out.setdefault(e.track, []).append(e.latency_ms)
-    return out
+    return {**tracks, "router": url}
 
 
 def _num(v: Any, fmt: str = ".4f") -> str:
@@ -494,10 +348,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"Welch p = {effect['p_value']:.3g} ({effect['users_a']} / {effect['users_b']} users)"
         )
     for ab in online.get("ab", []):
-        req, usr = ab["request_level"], ab["user_level"]
         print(
-            f"A/B {ab['a']} vs {ab['b']} (unit: user): share of recommendations watched "
-            f"{usr['mean_a']:.3f} vs {usr['mean_b']:.3f}, Welch p = {usr['p_value']:.3g}; "
-            f"answers followed by a watch {req['rate_a']:.3f} vs {req['rate_b']:.3f}, "
-            f"z-test p = {req['p_value']:.3g}"
+            f"A/B {ab['b']} vs {ab['a']} (evaluator, unit: user, share of recommendations "
+            f"watched): {_num(ab['mean_b'], '.3f')} vs {_num(ab['mean_a'], '.3f')}, effect "
+            f"{_num(ab['effect'], '+.3f')} [{_num(ab['ci_low'], '+.3f')}, "
+            f"{_num(ab['ci_high'], '+.3f')}], p = {_num(ab['p_value'], '.3g')}, "
+            f"verdict {ab['verdict']} ({ab['users_b']} / {ab['users_a']} users)"
         )

@@ -1,21 +1,38 @@
-"""The demo's HTML report: summary tables and plots (latency, offline vs online, engagement by group)."""
+"""The demo's HTML report: the Grafana dashboards' four views as tables and plots, and where each
+dashboard lives in a real install."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from movierec_recommender.online import dashboards
+
+from movierec import report_plots
+
+GRAFANA = "<grafana>"  # the base URL of the install's Grafana
+# report section -> the generated dashboard showing the same view in a real install
+VIEWS = (
+    ("service", dashboards.SERVICE),
+    ("models", dashboards.MODELS),
+    ("data", dashboards.DATA),
+    ("fairness", dashboards.FAIRNESS),
+)
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def grafana_location(dashboard: dashboards.Dashboard) -> str:
+    return (
+        f"{GRAFANA}/d/{dashboard.uid} ('{dashboard.title}', folder movierec; "
+        f"charts/movierec/files/dashboards/{dashboard.uid}.json)"
+    )
+
+
+def print_grafana() -> None:
+    print("\nIn a real install (the chart provisions these Grafana dashboards):")
+    for view, dashboard in VIEWS:
+        print(f"  {view:<9} {grafana_location(dashboard)}")
 
 
 def _fmt(v: Any) -> str:
@@ -29,7 +46,7 @@ def _fmt(v: Any) -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>none</p>"
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(c for r in rows for c in r))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
         "<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows
@@ -37,117 +54,48 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def plots(
-    latencies: dict[str, list[float]], offline: dict[str, dict[str, float]], online: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """(title, base64 PNG) for each figure; matplotlib runs headless."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs: list[tuple[str, str]] = []
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for track, lat in sorted(latencies.items()):
-        if lat:
-            ax.hist(np.asarray(lat), bins=40, alpha=0.6, label=track)
-    ax.set_xlabel("latency seen by the client (ms)")
-    ax.set_ylabel("requests")
-    ax.legend()
-    figs.append(("Latency by track", _png(fig)))
-    plt.close(fig)
-
-    tracks = sorted(online.get("tracks", {}))
-    if tracks:
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-        off = [offline.get(t, {}).get("rmse", np.nan) for t in tracks]
-        onl = [online["tracks"][t].get("online_rmse") or np.nan for t in tracks]
-        x = np.arange(len(tracks))
-        axes[0].bar(x - 0.2, off, 0.4, label="offline (holdout)")
-        axes[0].bar(x + 0.2, onl, 0.4, label="online (later ratings)")
-        axes[0].set_xticks(x, tracks)
-        axes[0].set_title("RMSE")
-        axes[0].legend()
-        eng = [online["tracks"][t].get("engagement_rate") or 0.0 for t in tracks]
-        ndcg = [offline.get(t, {}).get("ndcg@10", np.nan) for t in tracks]
-        axes[1].bar(x - 0.2, ndcg, 0.4, label="offline NDCG@10")
-        axes[1].bar(x + 0.2, eng, 0.4, label="online engagement")
-        axes[1].set_xticks(x, tracks)
-        axes[1].set_title("Ranking quality")
-        axes[1].legend()
-        figs.append(("Offline vs online", _png(fig)))
-        plt.close(fig)
-
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for ax, attr in zip(axes, ("age_group", "gender"), strict=True):
-            groups = sorted(
-                {
-                    g
-                    for t in tracks
-                    for g in online["tracks"][t]["engagement_by_group"].get(attr, {})
-                }
-            )
-            width = 0.8 / max(len(tracks), 1)
-            for i, t in enumerate(tracks):
-                rates = online["tracks"][t]["engagement_by_group"].get(attr, {})
-                ax.bar(
-                    np.arange(len(groups)) + i * width,
-                    [rates.get(g, 0.0) for g in groups],
-                    width,
-                    label=t,
-                )
-            ax.set_xticks(np.arange(len(groups)) + width * (len(tracks) - 1) / 2, groups)
-            ax.set_title(f"Engagement by {attr.replace('_', ' ')}")
-            ax.legend()
-        figs.append(("Engagement by group (fairness)", _png(fig)))
-        plt.close(fig)
-    return figs
+def _figures(figs: report_plots.Figures) -> str:
+    return "".join(
+        f"<h3>{html.escape(t)}</h3><img src='data:image/png;base64,{png}'/>" for t, png in figs
+    )
 
 
-def write_report(path: Path, summary: dict[str, Any], latencies: dict[str, list[float]]) -> Path:
-    """Write a self-contained HTML report (plots inlined) and return its path."""
+def _service(summary: dict[str, Any]) -> str:
+    tracks = summary.get("online", {}).get("tracks", {})
+    rows = [
+        {
+            "track": t,
+            "answers": r["requests"],
+            "users": r["users"],
+            "success (200 within 800 ms)": r["success_rate"],
+            "p50 ms": r.get("latency_p50_ms"),
+            "p95 ms": r.get("latency_p95_ms"),
+            "p99 ms": r.get("latency_p99_ms"),
+            "client errors": summary.get("live_clients", {}).get(t, {}).get("errors"),
+        }
+        for t, r in sorted(tracks.items())
+    ]
+    counters = [
+        {"service": name, **{k: int(v) for k, v in sorted(c.items())}}
+        for name, c in sorted(summary.get("service_counters", {}).items())
+    ]
+    return (
+        "<h3>Answers and latency per track (stored provenance)</h3>"
+        + _table(rows)
+        + "<h3>Errors, shedding and fallbacks (each service's /metrics counters)</h3>"
+        + _table(counters)
+        + _figures(report_plots.service(summary.get("store", {})))
+    )
+
+
+def _models(summary: dict[str, Any]) -> str:
     offline = summary.get("offline", {})
     online = summary.get("online", {})
-    sections = [f"<h1>movierec demo report</h1><p>{html.escape(summary.get('title', ''))}</p>"]
-    sections.append("<h2>Pipeline</h2>" + _table(summary.get("steps", [])))
-    sections.append(
-        "<h2>Offline evaluation (time-based holdout)</h2>"
-        + _table([{"algo": a, **m} for a, m in sorted(offline.items())])
-    )
-    track_rows = []
-    for t, r in sorted(online.get("tracks", {}).items()):
-        track_rows.append(
-            {
-                "track": t,
-                "model versions": ",".join(r["model_versions"]),
-                "requests": r["requests"],
-                "success rate": r["success_rate"],
-                "p50 ms": r["latency_p50_ms"],
-                "p99 ms": r["latency_p99_ms"],
-                "share watched": r["engagement_rate"],
-                "any watched": r["session_engagement_rate"],
-                "online RMSE": r["online_rmse"],
-                "RMSE n": r["rmse_samples"],
-                "disparity (age)": r["disparity"].get("age_group"),
-                "disparity (gender)": r["disparity"].get("gender"),
-                "exposure Gini": r["exposure_gini"],
-            }
-        )
-    sections.append("<h2>Online evaluation per track</h2>" + _table(track_rows))
-    ab_rows = [
-        {
-            "experiment": ab["experiment"],
-            "share watched a": ab["user_level"]["mean_a"],
-            "share watched b": ab["user_level"]["mean_b"],
-            "p (per-user Welch)": ab["user_level"]["p_value"],
-            "any watched a": ab["request_level"]["rate_a"],
-            "any watched b": ab["request_level"]["rate_b"],
-            "diff 95% CI": f"[{_fmt(ab['request_level']['ci_low'])}, {_fmt(ab['request_level']['ci_high'])}]",
-            "p (answers, z)": ab["request_level"]["p_value"],
-        }
-        for ab in online.get("ab", [])
+    keys = ("model_version", "requests", "users", "online_rmse", "rmse_samples",
+            "engagement_rate", "engagement_samples", "completion", "success_rate")  # fmt: skip
+    per_track = [
+        {"track": t, **{k: r.get(k) for k in keys}} for t, r in sorted(online["tracks"].items())
     ]
-    sections.append("<h2>A/B test</h2>" + _table(ab_rows))
     versus = [
         {
             "comparison": f"{e['a']} vs {e['b']}",
@@ -160,13 +108,76 @@ def write_report(path: Path, summary: dict[str, Any], latencies: dict[str, list[
         }
         for e in summary.get("versus_popular", {}).values()
     ]
-    sections.append("<h2>Personalised vs most popular (live, effect size)</h2>" + _table(versus))
-    for title, png in plots(latencies, offline, online):
-        sections.append(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{png}'/>")
+    return (
+        "<h3>Offline evaluation (time-based holdout)</h3>"
+        + _table([{"algo": a, **m} for a, m in sorted(offline.items())])
+        + f"<h3>Online, per track (engagement window {_fmt(online.get('window_minutes'))} min)</h3>"
+        + _table(per_track)
+        + "<h3>A/B against the baseline track (the evaluator's test, unit: user)</h3>"
+        + _table(online.get("ab", []))
+        + "<h3>Personalised vs most popular (client outcomes, effect size)</h3>"
+        + _table(versus)
+        + _figures(report_plots.models(offline, online["tracks"]))
+    )
+
+
+def _data(summary: dict[str, Any]) -> str:
+    quality = summary.get("quality", {})
+    dead = summary.get("store", {}).get("dead_letters", {})
+    drift = [
+        {k: d.get(k) for k in ("feature", "test", "effect_name", "effect", "p_value", "severity")}
+        for d in quality.get("drift", [])
+    ]
+    poisoning = {k: v for k, v in quality.get("poisoning", {}).items() if not isinstance(v, list)}
+    for k, v in quality.get("poisoning", {}).items():
+        if isinstance(v, list):
+            poisoning[k] = len(v)
+    return (
+        "<h3>Ingested lines per source</h3>"
+        + _table([{"source": k, **v} for k, v in summary.get("ingest", {}).items()])
+        + "<h3>Dead letters by reason (store)</h3>"
+        + _table([{"reason": r, "lines": n} for r, n in dead.items()])
+        + f"<h3>Quality gate: {'passed' if quality.get('passed') else 'blocked'}; drift</h3>"
+        + _table(drift)
+        + "<h3>Poisoning quarantine</h3>"
+        + _table([poisoning] if poisoning else [])
+        + _figures(report_plots.data(dead))
+    )
+
+
+def _fairness(summary: dict[str, Any]) -> str:
+    tracks = summary.get("online", {}).get("tracks", {})
+    rows = [
+        {
+            "track": t,
+            "disparity (age)": r["disparity"].get("age_group"),
+            "disparity (gender)": r["disparity"].get("gender"),
+            "exposure Gini": r["exposure_gini"],
+            "popular share": r["popular_share"],
+            "coverage": r["coverage"],
+            "self-confirmation": r["self_confirmation"],
+            "self-confirmation n": r["self_confirmation_samples"],
+        }
+        for t, r in sorted(tracks.items())
+    ]
+    return _table(rows) + _figures(report_plots.fairness(tracks))
+
+
+def write_report(path: Path, summary: dict[str, Any]) -> Path:
+    """Write a self-contained HTML report (plots inlined) and return its path."""
+    sections = [f"<h1>movierec demo report</h1><p>{html.escape(summary.get('title', ''))}</p>"]
+    sections.append("<h2>Pipeline</h2>" + _table(summary.get("steps", [])))
+    render = {"service": _service, "models": _models, "data": _data, "fairness": _fairness}
+    for view, dashboard in VIEWS:
+        sections.append(
+            f"<h2>{html.escape(dashboard.title)}</h2>"
+            f"<p class='where'>In Grafana: {html.escape(grafana_location(dashboard))}</p>"
+            + render[view](summary)
+        )
     style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}th{background:#f3f3f3}"
+        "text-align:right}th{background:#f3f3f3}.where{color:#555}"
     )
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>movierec demo</title>"

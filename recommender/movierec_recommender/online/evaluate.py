@@ -103,7 +103,11 @@ def load_outcomes(
     db_url: str, user_ids: np.ndarray, since: pd.Timestamp
 ) -> dict[str, pd.DataFrame]:
     """Watches, ratings after `since` and demographics of the exposed users, from the store."""
-    engine = sa.create_engine(db_url)
+    from movierec_ingestor.db import create_engine
+
+    engine = create_engine(
+        db_url
+    )  # every URL form (`postgresql://` means psycopg2), bounded connect
     ids = sorted({int(u) for u in user_ids})
     frames: dict[str, list[pd.DataFrame]] = {"watches": [], "ratings": [], "users": []}
     queries = {
