@@ -12,7 +12,7 @@ help:
 	@echo "make test           set up .venv, start the real services, run every test"
 	@echo "make lint           ruff + mypy + actionlint"
 	@echo "make images         build the app and infrastructure images (no docker), import them"
-	@echo "make services-up    start Kafka, PostgreSQL, MLflow, Prometheus, Alertmanager, kube-apiserver"
+	@echo "make services-up    start Kafka, PostgreSQL, MLflow, Prometheus, Alertmanager, a one-node Kubernetes"
 	@echo "make services-down  stop them"
 
 install: $(STAMP)
