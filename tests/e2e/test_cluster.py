@@ -42,7 +42,7 @@ E2E_VALUES = f"""
 operator:
   timerIntervalSeconds: 3
   # a canary whose pods never become available is rolled back after this
-  deploymentDeadlineSeconds: 45
+  deploymentDeadlineSeconds: 90
 recommenderModel:
   followAlias: challenger
   rollout:
@@ -61,6 +61,8 @@ recommenderModel:
       samplesQuery: >-
         sum(increase(movierec_router_upstream_latency_seconds_count{{track="{{{{track}}}}"}}[{{{{window}}}}]))
       max: 0.2
+evaluator:
+  enabled: true
 retrain:
   # the data-quality gate is tested on its own; here the retrain must register a version
   extraArgs: [--force]
@@ -99,8 +101,16 @@ def cluster(
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Cluster) -> str:
-    return f"r{uuid.uuid4().hex[:5]}"
+def release(cluster: Cluster) -> Iterator[str]:
+    name = f"r{uuid.uuid4().hex[:5]}"
+    yield name
+    # after a failure before test_08: uninstall through the chart's pre-delete hook, or the
+    # operator's finalizer keeps the RecommenderModel (and the namespace) from going away
+    if name in cluster.helm("list", "-q"):
+        try:
+            cluster.helm("uninstall", name, "--wait", "--timeout", "3m", timeout=240)
+        except StepFailedError as exc:
+            print(f"uninstall after the tests failed: {exc}")
 
 
 def _fullname(release: str) -> str:
