@@ -19,14 +19,15 @@ from pathlib import Path
 
 from harness import rootfs
 from harness.cache import cache_root, install_lock, is_complete, mark_complete
-from harness.images_layers import (
+from harness.images_layers import overlay_upper_to_layer
+from harness.oci import (
+    DEFAULT_PATH,
+    ImageConfig,
     Layer,
     cached_layer,
     layer_from_dir,
-    overlay_upper_to_layer,
     write_archive,
 )
-from harness.oci import DEFAULT_PATH, ImageConfig
 from harness.process import ServiceError, run
 from harness.system import require_tool
 
