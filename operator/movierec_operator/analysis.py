@@ -17,35 +17,50 @@ from movierec_operator.spec import Check
 log = logging.getLogger(__name__)
 
 _CANARY = 'track="{{track}}",model_version="{{version}}"'
+_LATENCY = "movierec_request_latency_seconds"
 _REQUESTS = f'movierec_requests_total{{component="recommender",{_CANARY}}}'
-REQUEST_SAMPLES = f"sum(increase({_REQUESTS}[{{{{window}}}}]))"
-ONLINE_SAMPLES = f"sum(movierec_online_requests{{{_CANARY}}})"
+_WINDOW = "[{{window}}]"
+REQUEST_SAMPLES = f"sum(increase({_REQUESTS}{_WINDOW}))"
+# The evaluator's sample counts are gauges: max(), not sum(), so that two evaluator pods
+# (both scraped during an update) are not counted twice.
+ENGAGEMENT_SAMPLES = f"max(movierec_engagement_samples{{{_CANARY}}})"
+# the evaluator's A/B experiment of a track against the stable track (`--baseline-track`)
+_EXPERIMENT = f'experiment="{constants.TRACK_STABLE}_vs_{{{{track}}}}"'
 
-# name -> (value query, samples query), metric names from ARCHITECTURE.md section 8
+# name -> (value query, samples query); metric names and labels as the recommender
+# (web/metrics.py) and the online evaluator (online/exporter.py) export them
 DEFAULT_QUERIES: dict[str, tuple[str, str]] = {
     "success-rate": (
+        # the course's criterion: status 200 within 800 ms (the histogram's 0.8 bucket).
         # "or vector(0)": a canary that answers nothing but errors must read 0, not "no data"
-        f'(sum(rate(movierec_requests_total{{component="recommender",{_CANARY},status=~"2.."}}'
-        f"[{{{{window}}}}])) or vector(0)) / sum(rate({_REQUESTS}[{{{{window}}}}]))",
+        f'(sum(rate({_LATENCY}_bucket{{component="recommender",{_CANARY},status="200",le="0.8"}}'
+        f"{_WINDOW})) or vector(0)) / "
+        f'sum(rate({_LATENCY}_count{{component="recommender",{_CANARY}}}{_WINDOW}))',
         REQUEST_SAMPLES,
     ),
     "latency-p95-seconds": (
-        "histogram_quantile(0.95, sum by (le) (rate(movierec_request_latency_seconds_bucket"
-        f'{{component="recommender",{_CANARY}}}[{{{{window}}}}])))',
+        f"histogram_quantile(0.95, sum by (le) (rate({_LATENCY}_bucket"
+        f'{{component="recommender",{_CANARY}}}{_WINDOW})))',
         REQUEST_SAMPLES,
     ),
     "online-rmse": (
         f"max(movierec_online_rmse{{{_CANARY}}})",
-        f"sum(movierec_online_rmse_samples{{{_CANARY}}})",
+        f"max(movierec_online_rmse_samples{{{_CANARY}}})",
     ),
     "engagement": (
         f'max(movierec_engagement_rate{{{_CANARY},group="all"}})',
-        ONLINE_SAMPLES,
+        ENGAGEMENT_SAMPLES,
     ),
-    # the evaluator labels disparity by track only (it spans every version a track served)
+    # the lowest ratio over the attributes (age_group, gender)
     "fairness-disparity-ratio": (
-        'min(movierec_fairness_disparity_ratio{track="{{track}}"})',
-        ONLINE_SAMPLES,
+        f"min(movierec_fairness_disparity_ratio{{{_CANARY}}})",
+        ENGAGEMENT_SAMPLES,
+    ),
+    # optional (not in the default checks; use with max: 0): 1 when the evaluator's A/B test
+    # finds the track significantly worse than stable; samples: users in the smaller arm
+    "ab-engagement": (
+        f'max(movierec_ab_verdict{{{_EXPERIMENT},verdict="b_worse"}})',
+        f"min(movierec_ab_samples{{{_EXPERIMENT}}})",
     ),
 }
 

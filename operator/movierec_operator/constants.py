@@ -53,6 +53,8 @@ DEFAULT_STEPS: Final = (10, 25, 50, 100)
 DEFAULT_INTERVAL: Final = "2m"
 DEFAULT_MAX_FAILED_CHECKS: Final = 2
 DEFAULT_MIN_SAMPLES: Final = 200
+# a canary inconclusive this long (thin traffic, no data) is rolled back instead of holding forever
+DEFAULT_INCONCLUSIVE_DEADLINE: Final = "1h"
 DEFAULT_REPLICAS: Final = 2
 
 

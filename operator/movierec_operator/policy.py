@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from movierec_operator.constants import Phase, Verdict
+from movierec_operator.spec import format_duration
 
 CANARY_PHASES = frozenset({Phase.PROGRESSING, Phase.HOLDING})
+INCONCLUSIVE_PREFIX = "Inconclusive: "  # a rollback reason: the inconclusiveDeadline passed
 
 
 class ActionKind(StrEnum):
@@ -36,6 +38,7 @@ class Policy:
     interval_seconds: float
     max_failed_checks: int
     force_promote: bool = False
+    inconclusive_deadline_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class RolloutState:
     rolled_back_version: str | None = None
     step_started: float | None = None  # epoch seconds the current step (or hold) began
     force_promoted: bool = False
+    # since when every analysis of this step has been inconclusive (the first such analysis
+    # counts from the step's start); None after a conclusive one
+    inconclusive_since: float | None = None
 
     @property
     def canary_active(self) -> bool:
@@ -64,6 +70,14 @@ class CheckOutcome:
     name: str
     verdict: Verdict
     detail: str = ""
+    samples: float | None = None
+    min_samples: int | None = None
+
+    def shortfall(self) -> str:
+        """Why an inconclusive check is: ``engagement had 12/200 samples`` or ``name (detail)``."""
+        if self.min_samples is not None and (self.samples or 0) < self.min_samples:
+            return f"{self.name} had {self.samples or 0:.0f}/{self.min_samples} samples"
+        return f"{self.name} ({self.detail})" if self.detail else self.name
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,22 @@ def decide(policy: Policy, state: RolloutState, obs: Observations) -> Action:
         )
     inconclusive = [c for c in obs.checks if c.verdict == Verdict.INCONCLUSIVE]
     if inconclusive or not obs.checks:
+        since = (
+            state.inconclusive_since
+            if state.inconclusive_since is not None
+            else (state.step_started)
+        )
+        waited = None if since is None else obs.now - since
+        deadline = policy.inconclusive_deadline_seconds
+        if waited is not None and waited >= deadline:
+            # thin traffic that never fills up must not hold a canary (and its users) forever
+            why = ", ".join(c.shortfall() for c in inconclusive) or "no checks"
+            return Action(
+                ActionKind.ROLL_BACK,
+                f"{INCONCLUSIVE_PREFIX}{why} for {format_duration(waited)} "
+                f"(inconclusiveDeadline {format_duration(deadline)})",
+                desired,
+            )
         names = "; ".join(f"{c.name} {c.detail}".strip() for c in inconclusive) or "no checks"
         return Action(
             ActionKind.HOLD, f"holding canary {desired} at {state.canary_weight}%: {names}", desired
@@ -186,6 +216,7 @@ def transition(policy: Policy, state: RolloutState, action: Action, now: float) 
             failed_checks=0,
             rolled_back_version=None,
             step_started=now,
+            inconclusive_since=None,
         )
     if kind == ActionKind.STEP_UP:
         index = state.step_index + 1
@@ -195,6 +226,7 @@ def transition(policy: Policy, state: RolloutState, action: Action, now: float) 
             step_index=index,
             canary_weight=policy.steps[index],
             step_started=now,
+            inconclusive_since=None,
         )
     if kind == ActionKind.RECORD_FAILURE:
         return replace(
@@ -202,9 +234,13 @@ def transition(policy: Policy, state: RolloutState, action: Action, now: float) 
             phase=Phase.PROGRESSING,
             failed_checks=state.failed_checks + 1,
             step_started=now,
+            inconclusive_since=None,
         )
     if kind == ActionKind.HOLD:
-        return replace(state, phase=Phase.HOLDING, step_started=now)
+        since = state.inconclusive_since
+        if since is None:
+            since = state.step_started if state.step_started is not None else now
+        return replace(state, phase=Phase.HOLDING, step_started=now, inconclusive_since=since)
     if kind == ActionKind.PROMOTE:
         return replace(
             state,
@@ -227,6 +263,7 @@ def transition(policy: Policy, state: RolloutState, action: Action, now: float) 
             failed_checks=failed,
             rolled_back_version=action.version,
             step_started=now,
+            inconclusive_since=None,
         )
     if kind == ActionKind.SETTLE:
         return replace(
@@ -237,6 +274,7 @@ def transition(policy: Policy, state: RolloutState, action: Action, now: float) 
             step_index=0,
             rolled_back_version=None,
             step_started=now,
+            inconclusive_since=None,
         )
     return state
 
@@ -253,4 +291,5 @@ def finish_promotion(state: RolloutState, now: float) -> RolloutState:
         failed_checks=0,
         rolled_back_version=None,
         step_started=now,
+        inconclusive_since=None,
     )

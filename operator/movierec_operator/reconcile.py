@@ -71,6 +71,7 @@ def policy_of(spec: ModelSpec, settings: Settings) -> Policy:
         interval_seconds=settings.analysis_interval_override or spec.rollout.interval_seconds,
         max_failed_checks=spec.rollout.max_failed_checks,
         force_promote=spec.force_promote,
+        inconclusive_deadline_seconds=spec.rollout.inconclusive_deadline_seconds,
     )
 
 
@@ -135,7 +136,10 @@ def reconcile(
         blocked = gate.check(constants.TRACK_CANARY, state.canary_version)
         results = [blocked] if blocked else _analyse(deps, spec, state, policy)
     outcomes = (
-        [CheckOutcome(r.name, r.verdict, r.detail) for r in results]
+        [
+            CheckOutcome(r.name, r.verdict, r.detail, r.samples, _min_samples(r, spec))
+            for r in results
+        ]
         if results is not None
         else None
     )
@@ -308,6 +312,13 @@ def _hold(
     deps.metrics.observe(
         f"{body['metadata']['namespace']}/{body['metadata']['name']}", state.phase, 0
     )
+
+
+def _min_samples(result: CheckResult, spec: ModelSpec) -> int | None:
+    """minSamples for a check that measured something; ``None`` for one that could not (an
+    unavailable Deployment, Prometheus down): its detail, not a sample count, says why."""
+    measured = result.value is not None or result.samples is not None
+    return spec.rollout.min_samples if measured else None
 
 
 def _analyse(deps: Deps, spec: ModelSpec, state: RolloutState, policy: Policy) -> list[CheckResult]:

@@ -23,6 +23,9 @@ DEFAULT_CHECK_NAMES = (
     "engagement",
     "fairness-disparity-ratio",
 )
+# built in, but run only when spec.analysis lists them
+OPTIONAL_CHECK_NAMES = ("ab-engagement",)
+BUILT_IN_CHECK_NAMES = DEFAULT_CHECK_NAMES + OPTIONAL_CHECK_NAMES
 
 
 class SpecError(ValueError):
@@ -34,6 +37,19 @@ def parse_duration(text: str) -> float:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration such as 30s, 2m or 1h30m")
     return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it: ``1h2m5s``, ``5m1s``, ``45s`` (whole seconds; ``500ms``
+    below one second)."""
+    if 0 < seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    text = "".join(f"{n}{unit}" for n, unit in parts if n)
+    return text or "0s"
 
 
 def promql_duration(seconds: float) -> str:
@@ -68,10 +84,10 @@ class Check(_Camel):
     def _has_bound(self) -> Check:
         if all(b is None for b in (self.min, self.max, self.max_increase, self.min_ratio)):
             raise ValueError(f"check {self.name!r} needs min, max, maxIncrease or minRatio")
-        if self.query is None and self.name not in DEFAULT_CHECK_NAMES:
+        if self.query is None and self.name not in BUILT_IN_CHECK_NAMES:
             raise ValueError(
                 f"check {self.name!r} has no query and is not a built-in check "
-                f"({', '.join(DEFAULT_CHECK_NAMES)})"
+                f"({', '.join(BUILT_IN_CHECK_NAMES)})"
             )
         return self
 
@@ -95,6 +111,7 @@ class Rollout(_Camel):
     analysis_window: str | None = None
     max_failed_checks: int = Field(default=constants.DEFAULT_MAX_FAILED_CHECKS, ge=1)
     min_samples: int = Field(default=constants.DEFAULT_MIN_SAMPLES, ge=0)
+    inconclusive_deadline: str = constants.DEFAULT_INCONCLUSIVE_DEADLINE
 
     @field_validator("steps")
     @classmethod
@@ -107,7 +124,7 @@ class Rollout(_Camel):
             raise ValueError(f"steps must be strictly increasing, got {list(steps)}")
         return steps
 
-    @field_validator("interval", "analysis_window")
+    @field_validator("interval", "analysis_window", "inconclusive_deadline")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -117,6 +134,11 @@ class Rollout(_Camel):
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+    @property
+    def inconclusive_deadline_seconds(self) -> float:
+        """How long the canary may stay inconclusive before it is rolled back."""
+        return parse_duration(self.inconclusive_deadline)
 
     @property
     def window_seconds(self) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 from movierec_operator.analysis import CheckResult
 from movierec_operator.constants import Phase
-from movierec_operator.policy import Action, ActionKind, RolloutState
+from movierec_operator.policy import INCONCLUSIVE_PREFIX, Action, ActionKind, RolloutState
 
 CONDITION_TYPES = ("Ready", "Progressing", "Promoted")
 
@@ -40,6 +40,7 @@ def read_state(status: Mapping[str, Any] | None) -> RolloutState:
         rolled_back_version=status.get("rolledBackVersion"),
         step_started=epoch(status.get("stepStartedAt")),
         force_promoted=bool(status.get("forcePromoted", False)),
+        inconclusive_since=epoch(status.get("inconclusiveSince")),
     )
 
 
@@ -55,6 +56,9 @@ def state_fields(state: RolloutState) -> dict[str, Any]:
         "rolledBackVersion": state.rolled_back_version,
         "stepStartedAt": rfc3339(state.step_started, precise=True) if state.step_started else None,
         "forcePromoted": state.force_promoted,
+        "inconclusiveSince": rfc3339(state.inconclusive_since, precise=True)
+        if state.inconclusive_since is not None
+        else None,
     }
 
 
@@ -79,6 +83,14 @@ def _condition_values(state: RolloutState, action: Action) -> dict[str, tuple[st
         )
     elif phase == Phase.PROMOTING:
         progressing = ("True", "Promoting", reason)
+    elif phase == Phase.ROLLED_BACK and reason.startswith(INCONCLUSIVE_PREFIX):
+        progressing = (
+            "False",
+            "RolledBack",
+            f"{reason}. Too little data to judge: give the canary more traffic (higher steps) "
+            "or time (inconclusiveDeadline), or lower minSamples; then publish a new version, "
+            "or set forcePromote: true",
+        )
     elif phase == Phase.ROLLED_BACK:
         progressing = (
             "False",

@@ -129,27 +129,25 @@ class MetricsSource:
         )
 
         reg = CollectorRegistry()
-        labels = ["component", "track", "model_version"]
-        self.requests = Counter("movierec_requests", "requests", [*labels, "status"], registry=reg)
+        labels = ["component", "track", "model_version", "status"]
+        arm = ["track", "model_version"]
+        self.requests = Counter("movierec_requests", "requests", labels, registry=reg)
+        # the recommender's labels and buckets (web/metrics.py): status, and 0.8 s
         self.latency = Histogram(
             "movierec_request_latency_seconds",
             "latency",
             labels,
             registry=reg,
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.5),
         )
-        self.rmse = Gauge("movierec_online_rmse", "rmse", ["model_version", "track"], registry=reg)
-        self.rmse_n = Gauge(
-            "movierec_online_rmse_samples", "n", ["model_version", "track"], registry=reg
-        )
-        self.engagement = Gauge(
-            "movierec_engagement_rate", "e", ["model_version", "track", "group"], registry=reg
-        )
-        self.online_requests = Gauge(
-            "movierec_online_requests", "n", ["model_version", "track"], registry=reg
-        )
+        # the online evaluator's gauges (online/exporter.py)
+        self.rmse = Gauge("movierec_online_rmse", "rmse", arm, registry=reg)
+        self.rmse_n = Gauge("movierec_online_rmse_samples", "n", arm, registry=reg)
+        self.engagement = Gauge("movierec_engagement_rate", "e", [*arm, "group"], registry=reg)
+        self.engagement_n = Gauge("movierec_engagement_samples", "n", arm, registry=reg)
+        self.online_requests = Gauge("movierec_online_requests", "n", arm, registry=reg)
         self.disparity = Gauge(
-            "movierec_fairness_disparity_ratio", "d", ["attribute", "track"], registry=reg
+            "movierec_fairness_disparity_ratio", "d", ["attribute", *arm], registry=reg
         )
         self.server, self.thread = start_http_server(0, addr="127.0.0.1", registry=reg)
         self.port = self.server.server_port
@@ -170,17 +168,17 @@ class MetricsSource:
                 carry[key] -= n
                 errors = round(n * b.error_ratio)
                 common = ("recommender", track, version)
-                if n - errors:
-                    self.requests.labels(*common, "200").inc(n - errors)
-                if errors:
-                    self.requests.labels(*common, "500").inc(errors)
-                for _ in range(n):
-                    self.latency.labels(*common).observe(b.latency_seconds)
-                self.rmse.labels(version, track).set(b.online_rmse)
-                self.rmse_n.labels(version, track).set(b.online_requests)
-                self.engagement.labels(version, track, "all").set(b.engagement)
-                self.online_requests.labels(version, track).set(b.online_requests)
-                self.disparity.labels("gender", track).set(b.disparity)
+                for status, count in (("200", n - errors), ("500", errors)):
+                    if count:
+                        self.requests.labels(*common, status).inc(count)
+                    for _ in range(count):
+                        self.latency.labels(*common, status).observe(b.latency_seconds)
+                self.rmse.labels(track, version).set(b.online_rmse)
+                self.rmse_n.labels(track, version).set(b.online_requests)
+                self.engagement.labels(track, version, "all").set(b.engagement)
+                self.engagement_n.labels(track, version).set(b.online_requests)
+                self.online_requests.labels(track, version).set(b.online_requests)
+                self.disparity.labels("gender", track, version).set(b.disparity)
 
     def stop(self) -> None:
         self._stop.set()

@@ -12,55 +12,73 @@ from movierec_operator.analysis import (
     run_analysis,
 )
 from movierec_operator.constants import Verdict
-from movierec_operator.spec import Check, default_checks
+from movierec_operator.spec import BUILT_IN_CHECK_NAMES, Check, default_checks
 
 CANARY = {"track": "canary", "version": "7", "window": "2m"}
+
+
+C = 'track="canary",model_version="7"'
+REQUESTS = f'sum(increase(movierec_requests_total{{component="recommender",{C}}}[2m]))'
 
 
 @pytest.mark.parametrize(
     ("name", "value_query", "samples_query"),
     [
         (
+            # the recommender's histogram: status 200 within 800 ms over every answer
             "success-rate",
-            '(sum(rate(movierec_requests_total{component="recommender",track="canary",'
-            'model_version="7",status=~"2.."}[2m])) or vector(0)) / sum(rate('
-            'movierec_requests_total{component="recommender",track="canary",model_version="7"}[2m]))',
-            'sum(increase(movierec_requests_total{component="recommender",track="canary",'
-            'model_version="7"}[2m]))',
+            "(sum(rate(movierec_request_latency_seconds_bucket"
+            f'{{component="recommender",{C},status="200",le="0.8"}}[2m])) or vector(0)) / '
+            f'sum(rate(movierec_request_latency_seconds_count{{component="recommender",{C}}}[2m]))',
+            REQUESTS,
         ),
         (
             "latency-p95-seconds",
             "histogram_quantile(0.95, sum by (le) (rate(movierec_request_latency_seconds_bucket"
-            '{component="recommender",track="canary",model_version="7"}[2m])))',
-            'sum(increase(movierec_requests_total{component="recommender",track="canary",'
-            'model_version="7"}[2m]))',
+            f'{{component="recommender",{C}}}[2m])))',
+            REQUESTS,
         ),
+        # the evaluator's sample counts with max(): two evaluator pods are not counted twice
         (
             "online-rmse",
-            'max(movierec_online_rmse{track="canary",model_version="7"})',
-            'sum(movierec_online_rmse_samples{track="canary",model_version="7"})',
+            f"max(movierec_online_rmse{{{C}}})",
+            f"max(movierec_online_rmse_samples{{{C}}})",
         ),
         (
             "engagement",
-            'max(movierec_engagement_rate{track="canary",model_version="7",group="all"})',
-            'sum(movierec_online_requests{track="canary",model_version="7"})',
+            f'max(movierec_engagement_rate{{{C},group="all"}})',
+            f"max(movierec_engagement_samples{{{C}}})",
         ),
         (
             "fairness-disparity-ratio",
-            'min(movierec_fairness_disparity_ratio{track="canary"})',
-            'sum(movierec_online_requests{track="canary",model_version="7"})',
+            f"min(movierec_fairness_disparity_ratio{{{C}}})",
+            f"max(movierec_engagement_samples{{{C}}})",
+        ),
+        (
+            "ab-engagement",
+            'max(movierec_ab_verdict{experiment="stable_vs_canary",verdict="b_worse"})',
+            'min(movierec_ab_samples{experiment="stable_vs_canary"})',
         ),
     ],
 )
 def test_default_queries_render(name: str, value_query: str, samples_query: str) -> None:
-    check = next(c for c in default_checks() if c.name == name)
+    check = Check(name=name, max=0)
     value_t, samples_t = queries_for(check)
     assert render(value_t, **CANARY) == value_query
     assert render(samples_t, **CANARY) == samples_query
 
 
 def test_every_default_check_has_a_query() -> None:
-    assert {c.name for c in default_checks()} == set(DEFAULT_QUERIES)
+    # ab-engagement is built in but optional: not among the checks of an empty spec.analysis
+    assert {c.name for c in default_checks()} == set(DEFAULT_QUERIES) - {"ab-engagement"}
+    assert set(DEFAULT_QUERIES) == set(BUILT_IN_CHECK_NAMES)
+
+
+def test_a_checks_own_queries_override_the_built_in_ones() -> None:
+    check = Check(name="engagement", query='q{t="{{track}}"}', samples_query="n", min=0.1)
+    assert queries_for(check) == ('q{t="{{track}}"}', "n")
+    only_value = Check(name="online-rmse", query="my_rmse", max=1)
+    assert queries_for(only_value) == ("my_rmse", DEFAULT_QUERIES["online-rmse"][1])
 
 
 def test_custom_query_and_label_escaping() -> None:

@@ -38,6 +38,7 @@ def test_defaults_are_applied_by_the_api_server(cluster: Cluster) -> None:
         "interval": "2m",
         "maxFailedChecks": 2,
         "minSamples": 200,
+        "inconclusiveDeadline": "1h",
     }
     assert (spec["replicas"], spec["forcePromote"]) == (2, False)
 
@@ -132,6 +133,10 @@ INVALID = [
     (
         {"modelName": "movies", "version": "7", "analysis": [{"name": "custom", "max": 1}]},
         "a check without a query must be a built-in one",
+    ),
+    (
+        {"modelName": "movies", "version": "7", "rollout": {"inconclusiveDeadline": "1 hour"}},
+        "spec.rollout.inconclusiveDeadline",
     ),
 ]
 

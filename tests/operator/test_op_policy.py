@@ -27,9 +27,13 @@ FAIL = [
     CheckOutcome("latency", Verdict.PASS),
 ]
 THIN = [
-    CheckOutcome("success-rate", Verdict.INCONCLUSIVE, "12 samples < minSamples 200"),
+    CheckOutcome("success-rate", Verdict.INCONCLUSIVE, "12 samples < minSamples 200", 12, 200),
     CheckOutcome("latency", Verdict.PASS),
 ]
+# inconclusiveDeadline 5 minutes
+DEADLINE = Policy(
+    steps=(10, 50, 100), interval_seconds=60, max_failed_checks=2, inconclusive_deadline_seconds=300
+)
 MIXED = [
     CheckOutcome("success-rate", Verdict.FAIL, "bad"),
     CheckOutcome("latency", Verdict.INCONCLUSIVE, "no data"),
@@ -39,7 +43,14 @@ EMPTY = RolloutState()
 STABLE = RolloutState(phase=Phase.STABLE, stable_version="1", step_started=0)
 
 
-def canary(step: int = 0, failed: int = 0, phase: Phase = Phase.PROGRESSING) -> RolloutState:
+def canary(
+    step: int = 0,
+    failed: int = 0,
+    phase: Phase = Phase.PROGRESSING,
+    *,
+    started: float = NOW - 61,
+    inconclusive_since: float | None = None,
+) -> RolloutState:
     return RolloutState(
         phase=phase,
         stable_version="1",
@@ -47,7 +58,8 @@ def canary(step: int = 0, failed: int = 0, phase: Phase = Phase.PROGRESSING) -> 
         canary_weight=POLICY.steps[step],
         step_index=step,
         failed_checks=failed,
-        step_started=NOW - 61,
+        step_started=started,
+        inconclusive_since=inconclusive_since,
     )
 
 
@@ -261,6 +273,67 @@ TABLE = [
         0,
     ),
     (
+        "inconclusive-within-the-deadline-holds",
+        DEADLINE,
+        canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 299),
+        "2",
+        THIN,
+        ActionKind.HOLD,
+        Phase.HOLDING,
+        50,
+    ),
+    (
+        "inconclusive-past-the-deadline-rolls-back",
+        DEADLINE,
+        canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 301),
+        "2",
+        THIN,
+        ActionKind.ROLL_BACK,
+        Phase.ROLLED_BACK,
+        0,
+    ),
+    (
+        # the first inconclusive analysis of a step counts from the step's start
+        "first-inconclusive-analysis-past-the-deadline-rolls-back",
+        DEADLINE,
+        canary(1, started=NOW - 301),
+        "2",
+        THIN,
+        ActionKind.ROLL_BACK,
+        Phase.ROLLED_BACK,
+        0,
+    ),
+    (
+        "pass-past-the-deadline-steps-up",
+        DEADLINE,
+        canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 1000),
+        "2",
+        PASS,
+        ActionKind.STEP_UP,
+        Phase.PROGRESSING,
+        100,
+    ),
+    (
+        "failure-past-the-deadline-is-a-failure",
+        DEADLINE,
+        canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 1000),
+        "2",
+        FAIL,
+        ActionKind.RECORD_FAILURE,
+        Phase.PROGRESSING,
+        50,
+    ),
+    (
+        "waiting-past-the-deadline-does-nothing",
+        DEADLINE,
+        canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 1000),
+        "2",
+        None,
+        ActionKind.NOTHING,
+        Phase.HOLDING,
+        50,
+    ),
+    (
         "alias-unresolvable-keeps-canary",
         POLICY,
         canary(1),
@@ -358,3 +431,50 @@ def test_decide_never_promotes_or_rolls_back_on_inconclusive_data() -> None:
         for failed in range(POLICY.max_failed_checks):
             action = decide(POLICY, canary(step, failed), Observations("2", NOW, THIN))
             assert action == Action(ActionKind.HOLD, action.reason, "2")
+
+
+@pytest.mark.parametrize(
+    ("checks", "reason"),
+    [
+        (
+            THIN,
+            "Inconclusive: success-rate had 12/200 samples for 5m1s (inconclusiveDeadline 5m)",
+        ),
+        (
+            [
+                CheckOutcome("engagement", Verdict.INCONCLUSIVE, "no samples < minSamples 200",
+                             None, 200),
+                CheckOutcome("online-rmse", Verdict.INCONCLUSIVE, "no data", 500, 200),
+            ],
+            "Inconclusive: engagement had 0/200 samples, online-rmse (no data) for 5m1s "
+            "(inconclusiveDeadline 5m)",
+        ),
+        ([], "Inconclusive: no checks for 5m1s (inconclusiveDeadline 5m)"),
+    ],
+)  # fmt: skip
+def test_inconclusive_deadline_reason_names_the_checks_and_their_samples(
+    checks: list[CheckOutcome], reason: str
+) -> None:
+    state = canary(1, phase=Phase.HOLDING, inconclusive_since=NOW - 301)
+    action = decide(DEADLINE, state, Observations("2", NOW, checks))
+    assert (action.kind, action.reason, action.version) == (ActionKind.ROLL_BACK, reason, "2")
+    after = transition(DEADLINE, state, action, NOW)
+    assert (after.rolled_back_version, after.failed_checks, after.inconclusive_since) == (
+        "2",
+        0,
+        None,
+    )
+
+
+def test_inconclusive_since_starts_with_the_step_and_ends_with_a_conclusive_analysis() -> None:
+    state = canary(1, started=NOW - 61)
+    hold = decide(DEADLINE, state, Observations("2", NOW, THIN))
+    held = transition(DEADLINE, state, hold, NOW)
+    # the hold restarts the interval, but the deadline still counts from the step's start
+    assert (held.step_started, held.inconclusive_since) == (NOW, NOW - 61)
+    again = transition(DEADLINE, held, decide(DEADLINE, held, Observations("2", NOW + 60, THIN)),
+                       NOW + 60)  # fmt: skip
+    assert again.inconclusive_since == NOW - 61
+    for checks in (PASS, FAIL):
+        action = decide(DEADLINE, again, Observations("2", NOW + 120, checks))
+        assert transition(DEADLINE, again, action, NOW + 120).inconclusive_since is None

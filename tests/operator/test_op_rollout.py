@@ -281,6 +281,46 @@ def test_thin_data_holds_and_never_judges(
     watch_until(cluster, lambda s: s["status"].get("canaryWeight") == 50, timeout=40)
 
 
+def test_inconclusive_past_the_deadline_is_rolled_back_with_the_reason(
+    cluster: Cluster,
+    registry: Registry,
+    metrics_source: MetricsSource,
+    scraping_prometheus: str,
+    operator_factory: Callable[..., Operator],
+) -> None:
+    v1, v2 = registry.register(2)
+    metrics_source.set("stable", v1, HEALTHY)
+    metrics_source.set("canary", v2, THIN)  # healthy, but never 50 requests in a 5 s window
+    operator_factory(prometheus_url=scraping_prometheus).start()
+    cluster.apply(model(registry, version=v1))
+    watch_until(cluster, phase_is("Stable", stableVersion=v1), timeout=30)
+    cluster.apply(model(registry, version=v2, rollout={"inconclusiveDeadline": "8s"}))
+
+    seen = watch_until(cluster, phase_is("RolledBack"), timeout=60)
+    holding = [s["status"] for s in seen if s["status"].get("phase") == "Holding"]
+    assert holding and all(h.get("inconclusiveSince") for h in holding)
+    assert len({h["inconclusiveSince"] for h in holding}) == 1  # counts from the step's start
+    status = seen[-1]["status"]
+    message = status["message"]
+    assert message.startswith("Inconclusive: success-rate had "), message
+    assert "/50 samples" in message and message.endswith("(inconclusiveDeadline 8s)"), message
+    assert status["rolledBackVersion"] == v2 and status["failedChecks"] == 0
+    assert "inconclusiveSince" not in status
+    assert max(s["status"].get("canaryWeight", 0) for s in seen) == 20
+    assert seen[-1]["flag_weight"] == 0 and seen[-1]["stable"] == (v1, 1)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert "Too little data to judge" in conditions["Progressing"]["message"]
+    tags = wait_for(
+        "the rolled-back tag",
+        lambda: "movierec.rollout.time" in (t := registry.tags(v2)) and t,  # the last one set
+        timeout=10,
+    )
+    assert tags["movierec.rollout.outcome"] == "rolled-back"
+    assert tags["movierec.rollout.reason"] == message
+    rolled = [e for e in events(cluster) if e["reason"] == "RolledBack"]
+    assert rolled and rolled[0]["message"] == message
+
+
 def test_restarted_operator_resumes_where_it_was(
     cluster: Cluster,
     registry: Registry,

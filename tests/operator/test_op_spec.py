@@ -8,6 +8,7 @@ import pytest
 from movierec_operator.spec import (
     SpecError,
     default_checks,
+    format_duration,
     parse_duration,
     parse_spec,
     promql_duration,
@@ -20,6 +21,7 @@ def test_defaults_fill_a_minimal_spec() -> None:
     assert spec.rollout.interval_seconds == 120
     assert spec.rollout.window_seconds == 120
     assert (spec.rollout.max_failed_checks, spec.rollout.min_samples) == (2, 200)
+    assert spec.rollout.inconclusive_deadline_seconds == 3600
     assert spec.replicas == 2 and spec.force_promote is False and spec.image is None
     assert spec.checks == default_checks()
     assert [c.name for c in spec.checks] == [
@@ -45,6 +47,7 @@ def test_full_spec_round_trips_camel_case() -> None:
                 "analysisWindow": "5m",
                 "maxFailedChecks": 3,
                 "minSamples": 10,
+                "inconclusiveDeadline": "1h30m",
             },
             "analysis": [
                 {"name": "custom", "query": "up", "min": 1},
@@ -53,6 +56,7 @@ def test_full_spec_round_trips_camel_case() -> None:
         }
     )
     assert spec.rollout.interval_seconds == 90 and spec.rollout.window_seconds == 300
+    assert spec.rollout.inconclusive_deadline_seconds == 5400
     assert [c.name for c in spec.checks] == ["custom", "online-rmse"]
     assert spec.checks[1].relative and not spec.checks[0].relative
 
@@ -77,6 +81,10 @@ def test_full_spec_round_trips_camel_case() -> None:
         ),
         ({"modelName": "m", "version": "1", "rollout": {"maxFailedChecks": 0}}, "maxFailedChecks"),
         ({"modelName": "m", "version": "1", "replicas": 0}, "replicas"),
+        (
+            {"modelName": "m", "version": "1", "rollout": {"inconclusiveDeadline": "forever"}},
+            "inconclusiveDeadline",
+        ),
         (
             {"modelName": "m", "version": "1", "analysis": [{"name": "success-rate"}]},
             "needs min, max",
@@ -110,6 +118,14 @@ def test_invalid_specs_name_the_problem(raw: dict[str, Any], message: str) -> No
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(3600, "1h"), (301.4, "5m1s"), (3725, "1h2m5s"), (45, "45s"), (0.5, "500ms"), (0, "0s")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
 
 
 @pytest.mark.parametrize("text", ["", "2", "m", "2 m", "-1s", "1d"])

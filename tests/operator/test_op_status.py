@@ -20,6 +20,7 @@ def test_state_round_trips_through_status_fields() -> None:
         rolled_back_version=None,
         step_started=NOW + 0.25,
         force_promoted=False,
+        inconclusive_since=NOW - 60.5,
     )
     fields = {k: v for k, v in status.state_fields(state).items() if v is not None}
     assert status.read_state(fields) == state
@@ -85,3 +86,16 @@ def test_force_promotion_is_visible_in_the_promoted_condition() -> None:
         None, state, Action(ActionKind.FORCE_PROMOTE, "forcePromote"), now=NOW, generation=3
     )
     assert {c["type"]: c["reason"] for c in conds}["Promoted"] == "ForcePromoted"
+
+
+def test_inconclusive_rollback_says_what_to_change() -> None:
+    state = RolloutState(phase=Phase.ROLLED_BACK, stable_version="3", rolled_back_version="4")
+    reason = "Inconclusive: engagement had 12/200 samples for 1h0m5s (inconclusiveDeadline 1h)"
+    action = Action(ActionKind.ROLL_BACK, reason, "4")
+    conds = {
+        c["type"]: c for c in status.build_conditions(None, state, action, now=NOW, generation=2)
+    }
+    assert conds["Progressing"]["reason"] == "RolledBack"
+    assert conds["Progressing"]["message"].startswith(reason + ". Too little data to judge")
+    assert "lower minSamples" in conds["Progressing"]["message"]
+    assert conds["Promoted"]["message"] == reason

@@ -211,9 +211,13 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
 
 def run_retrain(config: RetrainConfig) -> RetrainSummary:
-    """`movierec retrain`: the whole pipeline; raises QualityGateError or returns the summary."""
+    """`movierec retrain`: the whole pipeline; raises QualityGateError or returns the summary.
+    A run that registered a version records its time on the Pushgateway (when one is set)."""
+    from movierec_recommender.pipeline.metrics import record_success
+
     result = run_pipeline(config)
     assert result.decision is not None and result.version is not None and config.name
+    record_success(config.name)
     return RetrainSummary(
         name=config.name,
         version=result.version,
