@@ -33,6 +33,18 @@ class SilentServer:
                 return
             self.accepted.append(conn)
 
+    def connections(self, expected: int, wait: float = 3.0) -> int:
+        """How many connections arrived, once ``expected`` did or ``wait`` ran out.
+
+        The accept thread may lag the client on a loaded machine; a short settle after the
+        expected count catches an extra, unexpected retry.
+        """
+        deadline = time.monotonic() + wait
+        while len(self.accepted) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        return len(self.accepted)
+
     def close(self) -> None:
         self.sock.close()
         for conn in self.accepted:
@@ -67,8 +79,8 @@ def test_prometheus_query_times_out_and_retries_a_bounded_number_of_times(
     with pytest.raises(PrometheusError, match=r"PrometheusUnavailable: .*ReadTimeoutError"):
         prom.query("up")
     elapsed = time.monotonic() - started
-    assert len(silent.accepted) == 3  # one try and two retries
-    assert 1.5 <= elapsed < 4
+    assert silent.connections(3) == 3  # one try and two retries
+    assert 1.5 <= elapsed < 8  # bounded: seconds, whatever the machine's load
 
 
 def test_prometheus_refused_connection_names_the_cause() -> None:
@@ -84,8 +96,8 @@ def test_mlflow_calls_time_out_and_retry_a_bounded_number_of_times(silent: Silen
     with pytest.raises(RegistryUnavailableError) as caught:
         registry.resolve("movies", version=None, alias="challenger")
     elapsed = time.monotonic() - started
-    assert len(silent.accepted) == 2
-    assert elapsed < 6  # MLflow's own default would be minutes (120 s x 7 tries)
+    assert silent.connections(2) == 2
+    assert elapsed < 10  # MLflow's own default would be minutes (120 s x 7 tries)
     assert caught.value.reason == f"MLflowUnavailable: {url}: TimeoutError"
 
 
