@@ -491,7 +491,13 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
         if self.drain_until is not None:
             return
         self.drain_until = time.monotonic() + self.edge.drain_s
-        begin = getattr(self.wsgi, "begin_drain", None)
+        self._begin_drain()
+
+    def _begin_drain(self) -> None:
+        # A SIGTERM can land while the worker still loads its app (gunicorn installs the
+        # handlers first): then there is no app to tell yet, and run() tells it once loaded.
+        # Raising here instead would make the worker fail its boot and the arbiter halt all.
+        begin = getattr(getattr(self, "wsgi", None), "begin_drain", None)
         if begin is not None:
             begin()
 
@@ -511,6 +517,8 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             )
         # signals write to this pipe (base.Worker's wakeup fd): a SIGTERM ends the select at once
         self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._wake)
+        if self.drain_until is not None:  # signalled during boot
+            self._begin_drain()
         beat = 0.0
         while self.alive:
             now = time.monotonic()
