@@ -373,11 +373,13 @@ def test_06_a_broken_version_is_rolled_back_with_an_event_and_a_reason(
     with cluster.port_forward(f"svc/{full}-mlflow", 5000) as mlflow_url:
         import mlflow
         from mlflow import MlflowClient
+        from movierec_recommender.registry.store import fluent_tracking
 
         client = MlflowClient(mlflow_url)
-        mlflow.set_tracking_uri(mlflow_url)
-        # a version whose artifacts are not a model: its pods never load it
-        with mlflow.start_run() as run:
+        # fluent_tracking restores MLflow's process-wide URIs: later tests' MLflow calls must
+        # not reach this port-forward once it is closed
+        with fluent_tracking(mlflow_url), mlflow.start_run() as run:
+            # a version whose artifacts are not a model: its pods never load it
             mlflow.log_text("not a model\n", "model/README.txt")
         bad = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id)
         client.set_registered_model_alias(MODEL, "challenger", bad.version)
