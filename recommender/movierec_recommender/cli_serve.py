@@ -53,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="bind address (default 0.0.0.0; 127.0.0.1 for local only)"
+        "--host",
+        default=DEFAULT_HOST,
+        help="bind address (default 0.0.0.0; 127.0.0.1 for local only)",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
