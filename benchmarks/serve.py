@@ -129,68 +129,6 @@ def run_wrk(name: str, url: str, seconds: int, connections: int, max_id: int) ->
     )
 
 
-# ---- slow-client attack: stalled connections held while wrk measures ----------------------------
-
-
-class Stalled:
-    """`count` connections that never finish a request (half inside the headers, half inside a
-    body), each sending a byte every half second; one the server closes is replaced at once."""
-
-    HEAD = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\nX-Slow: "
-    BODY = b"POST /recommend/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab"
-
-    def __init__(self, port: int, count: int) -> None:
-        import threading
-
-        self.port = port
-        self.socks: list[Any] = [None] * count
-        self.opened = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _open(self, i: int) -> None:
-        import socket
-
-        try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-            sock.sendall(self.HEAD if i % 2 == 0 else self.BODY)
-            sock.setblocking(False)
-            self.socks[i] = sock
-            self.opened += 1
-        except OSError:
-            self.socks[i] = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for i, sock in enumerate(self.socks):
-                try:
-                    if sock is None:
-                        raise ConnectionError
-                    try:
-                        if sock.recv(4096) == b"":
-                            raise ConnectionError
-                    except BlockingIOError:
-                        pass
-                    sock.send(b"a")
-                except OSError:
-                    if sock is not None:
-                        sock.close()
-                    self._open(i)
-
-    def __enter__(self) -> Stalled:
-        for i in range(len(self.socks)):
-            self._open(i)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.socks:
-            if sock is not None:
-                sock.close()
-
-
 # ---- phase 2a: fixed rates with wrk, paced from Lua ---------------------------------------------
 
 # One global schedule in wrk's Lua state: each request waits for the next slot at `rate`, so the
@@ -569,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
             results["attack"] = []
             for name, svc in (("direct", rec), ("router", router)):
                 # normal traffic (half the measured ceiling) while the stalled connections hold on
-                with Stalled(svc.port, args.stalled) as held:
+                from harness.stalled import StalledClients
+
+                with StalledClients(svc.port, args.stalled) as held:
                     time.sleep(1.0)  # every stalled connection is in before the measurement
                     res = run_paced(f"{name}@50%+stalled", svc.url, ceilings[name].rps * 0.5,
                                     seconds=args.seconds, max_id=max_id,

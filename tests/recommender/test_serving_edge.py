@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from movierec_recommender.router.flagdata import write_flag_file
 
+from harness.stalled import StalledClients
+
 CONF = "python:movierec_recommender.web.gunicorn_conf"
 RECOMMENDER_APP = "movierec_recommender.serving.wsgi:create()"
 ROUTER_APP = "movierec_recommender.router.wsgi:create()"
@@ -146,67 +148,6 @@ def router(folder: Path, recommender: GunicornService) -> Iterator[GunicornServi
 
 # -- slow and stalled clients ---------------------------------------------------------------------
 
-SLOW_HEAD = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\nX-Slow: "
-SLOW_BODY = b"POST /recommend/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab"
-
-
-class Stallers:
-    """`count` connections that never finish a request: half stop inside the headers, half
-    inside the body, and each sends one more byte now and then (so an idle timeout alone does not
-    end them). A connection the server closes is replaced, so the pressure stays on."""
-
-    def __init__(self, port: int, count: int) -> None:
-        self.port = port
-        self.count = count
-        self.socks: list[socket.socket | None] = [None] * count
-        self.opened = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _open(self, i: int) -> None:
-        try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-            sock.sendall(SLOW_HEAD if i % 2 == 0 else SLOW_BODY)
-            sock.setblocking(False)
-            self.socks[i] = sock
-            self.opened += 1
-        except OSError:
-            self.socks[i] = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            for i, sock in enumerate(self.socks):
-                if sock is None:
-                    self._open(i)
-                    continue
-                try:
-                    if sock.recv(4096) == b"":
-                        raise ConnectionResetError
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    sock.close()
-                    self._open(i)
-                    continue
-                try:
-                    sock.send(b"a")
-                except OSError:
-                    sock.close()
-                    self._open(i)
-
-    def __enter__(self) -> Stallers:
-        for i in range(self.count):
-            self._open(i)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.socks:
-            if sock is not None:
-                sock.close()
-
 
 def _normal_traffic(
     port: int, seconds: float, clients: int = 4, errors: list[str] | None = None
@@ -254,7 +195,7 @@ def test_64_stalled_connections_do_not_take_the_service_offline(
     target: str, request: pytest.FixtureRequest
 ) -> None:
     svc: GunicornService = request.getfixturevalue(target)
-    with Stallers(svc.port, 64) as stallers:
+    with StalledClients(svc.port, 64) as stallers:
         time.sleep(1.0)  # every stalled connection is in before normal traffic starts
         errors: list[str] = []
         results = _normal_traffic(svc.port, seconds=6.0, errors=errors)
