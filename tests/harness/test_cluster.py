@@ -126,10 +126,27 @@ def test_logs_and_port_forward_reach_a_pod(kube_session: KubeCluster) -> None:
     assert "coredns_build_info" in body
 
 
+def _settled_leftovers(timeout: float = 120) -> dict[str, list[str]]:
+    """The node's host state once kube-proxy and CNI have caught up with earlier tests.
+
+    Deleting a namespace ends its pods and Services asynchronously, and kube-proxy rewrites its
+    per-Service chains on its own period, so a snapshot is only comparable once two taken a few
+    seconds apart agree.
+    """
+    deadline = time.monotonic() + timeout
+    previous = leftovers()
+    while True:
+        time.sleep(3)
+        current = leftovers()
+        if current == previous or time.monotonic() > deadline:
+            return current
+        previous = current
+
+
 def test_a_second_node_is_refused_and_leaves_the_first_alone(
     kube_session: KubeCluster, tmp_path: Path
 ) -> None:
-    before = leftovers()
+    before = _settled_leftovers()
 
     with pytest.raises(ServiceError, match="already serves"):
         node.start(tmp_path / "second")
