@@ -60,6 +60,8 @@ def build_deployment(
     replicas: int | None,
     tracking_uri: str,
     image_pull_policy: str = "IfNotPresent",
+    kafka_bootstrap: str | None = None,
+    provenance_topic: str = "recommendations",
 ) -> dict[str, Any]:
     """The Deployment serving ``models:/<model_name>/<version>`` as ``track``; its pods satisfy
     the ``restricted`` Pod Security Standard (ARCHITECTURE.md section 9). ``replicas=None``
@@ -94,6 +96,14 @@ def build_deployment(
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+            *(
+                [
+                    {"name": "MOVIEREC_RECOMMENDER_KAFKA_BOOTSTRAP", "value": kafka_bootstrap},
+                    {"name": "MOVIEREC_RECOMMENDER_PROVENANCE_TOPIC", "value": provenance_topic},
+                ]
+                if kafka_bootstrap
+                else []
+            ),
         ],
         "ports": [{"name": "http", "containerPort": constants.SERVE_PORT, "protocol": "TCP"}],
         # loading a model from MLflow takes a while: liveness waits for the first readiness

@@ -354,6 +354,8 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
         "image": spec.image or settings.image,
         "image_pull_policy": settings.image_pull_policy,
         "tracking_uri": settings.serving_tracking_uri or settings.mlflow_tracking_uri,
+        "kafka_bootstrap": settings.serving_kafka_bootstrap,
+        "provenance_topic": settings.serving_provenance_topic,
     }
     canary_on = state.canary_active and state.canary_version is not None
     weight = state.canary_weight if canary_on else 0

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = "http://mlflow:5000"
     # MLflow URI the recommender pods use (defaults to the operator's own)
     serving_tracking_uri: str | None = None
+    # Kafka the recommender pods send provenance events to (HOST:PORT[,...]); None: they send none,
+    # and the online evaluator sees no exposures of the tracks this operator runs
+    serving_kafka_bootstrap: str | None = None
+    serving_provenance_topic: str = "recommendations"
     image: str = constants.DEFAULT_IMAGE
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     # Who may create a RecommenderModel may choose its pods' image: only these. Comma-separated;

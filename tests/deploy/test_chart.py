@@ -84,6 +84,7 @@ def test_default_install_renders_the_whole_stack(default_docs: list[dict[str, An
         ("Deployment", f"{fullname}-alertmanager"),
         ("Deployment", f"{fullname}-pushgateway"),
         ("Deployment", f"{fullname}-grafana"),
+        ("Deployment", f"{fullname}-evaluator"),
         ("PodDisruptionBudget", f"{fullname}-router"),
         ("Pod", f"{fullname}-test-router"),
     ]:
@@ -94,6 +95,34 @@ def test_default_install_renders_the_whole_stack(default_docs: list[dict[str, An
         if d["kind"] == "Service" and d["metadata"]["name"].endswith("-router")
     )
     assert router_svc["spec"]["ports"][0]["port"] == 8082
+
+
+def _env(doc: dict[str, Any]) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in pod_specs(doc)[0]["containers"][0]["env"]}
+
+
+def _workload(docs: list[dict[str, Any]], kind: str, suffix: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix))
+
+
+def test_served_answers_reach_the_store_for_the_evaluator(
+    default_docs: list[dict[str, Any]], helm: str
+) -> None:
+    """The operator's recommender pods send provenance to Kafka, the ingestor stores that topic
+    beside the event log, and the evaluator runs: the operator's default analysis has data."""
+    ingest = pod_specs(_workload(default_docs, "CronJob", "-ingest"))[0]["containers"][0]
+    source = ingest["command"][ingest["command"].index("--source") + 1]
+    assert source == "kafka://rel-movierec-kafka.ns.svc:9092/movielog,recommendations"
+    env = _env(_workload(default_docs, "Deployment", "-operator"))
+    assert env["MOVIEREC_OPERATOR_SERVING_KAFKA_BOOTSTRAP"] == "rel-movierec-kafka.ns.svc:9092"
+    assert env["MOVIEREC_OPERATOR_SERVING_PROVENANCE_TOPIC"] == "recommendations"
+
+    off = render(helm, set_values=["ingestor.provenanceTopic="])
+    ingest = pod_specs(_workload(off, "CronJob", "-ingest"))[0]["containers"][0]
+    assert ingest["command"][ingest["command"].index("--source") + 1].endswith("/movielog")
+    assert "MOVIEREC_OPERATOR_SERVING_KAFKA_BOOTSTRAP" not in _env(
+        _workload(off, "Deployment", "-operator")
+    )
 
 
 def test_ingestor_switches_to_a_continuous_deployment(helm: str) -> None:
@@ -126,6 +155,7 @@ def test_each_component_switches_off(helm: str) -> None:
             "retrain.enabled=false",
             "ingestor.enabled=false",
             "bootstrap.enabled=false",
+            "evaluator.enabled=false",
         ],
     )
     components = {

@@ -23,6 +23,27 @@ def _owner_ref(obj: dict[str, Any]) -> dict[str, Any]:
     return ref
 
 
+def test_deployment_sends_provenance_only_when_given_kafka() -> None:
+    def env(**kwargs: Any) -> dict[str, str]:
+        dep = builders.build_deployment(
+            OWNER,
+            track="stable",
+            model_name="movies",
+            version="3",
+            image="img:1",
+            replicas=1,
+            tracking_uri="http://mlflow:5000",
+            **kwargs,
+        )
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e["value"] for e in container["env"]}
+
+    assert "MOVIEREC_RECOMMENDER_KAFKA_BOOTSTRAP" not in env()
+    given = env(kafka_bootstrap="kafka.prod.svc:9092", provenance_topic="served")
+    assert given["MOVIEREC_RECOMMENDER_KAFKA_BOOTSTRAP"] == "kafka.prod.svc:9092"
+    assert given["MOVIEREC_RECOMMENDER_PROVENANCE_TOPIC"] == "served"
+
+
 def test_deployment_serves_the_version_on_its_track() -> None:
     dep = builders.build_deployment(
         OWNER,

@@ -231,7 +231,7 @@ tolerations:
     - movierec
     - ingest
     - --source
-    - {{ printf "kafka://%s/%s" (include "movierec.kafkaBootstrap" .) $i.topic | quote }}
+    - {{ printf "kafka://%s/%s" (include "movierec.kafkaBootstrap" .) (join "," (compact (list $i.topic $i.provenanceTopic))) | quote }}
     - --group
     - {{ $i.group | quote }}
     - --batch-size
