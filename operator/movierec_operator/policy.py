@@ -63,6 +63,11 @@ class RolloutState:
         return self.canary_version is not None and self.phase in CANARY_PHASES
 
 
+# The pseudo-check the operator adds while a Deployment it built is not available; it fails only
+# past the deployment deadline, and then rolls the canary back at once.
+DEPLOYMENT_CHECK = "deployment"
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     """The part of a check result the policy reads."""
@@ -150,6 +155,15 @@ def decide(policy: Policy, state: RolloutState, obs: Observations) -> Action:
     failed = [c for c in obs.checks if c.verdict == Verdict.FAIL]
     if failed:
         names = "; ".join(f"{c.name} {c.detail}".strip() for c in failed)
+        if any(c.name == DEPLOYMENT_CHECK for c in failed):
+            # pods that did not come up within the deployment deadline: that deadline was the
+            # patience, and every further interval leaves the canary's users on fallbacks
+            return Action(
+                ActionKind.ROLL_BACK,
+                f"canary {desired} is not serving: {names}",
+                desired,
+                counts_failure=True,
+            )
         if state.failed_checks + 1 >= policy.max_failed_checks:
             return Action(
                 ActionKind.ROLL_BACK,

@@ -24,6 +24,7 @@ from movierec_operator.k8s import Kube
 from movierec_operator.metrics import RolloutMetrics
 from movierec_operator.mlflow_client import Registry, RegistryUnavailableError, VersionNotFoundError
 from movierec_operator.policy import (
+    DEPLOYMENT_CHECK,
     Action,
     ActionKind,
     CheckOutcome,
@@ -268,8 +269,10 @@ class _Gate:
         if self.waited > deadline:
             # no counting seconds in the text: the same failure must read the same every tick
             detail = f"{seen.message} (not available within the deadline of {deadline:g}s)"
-            return CheckResult("deployment", Verdict.FAIL, None, None, "available", None, detail)
-        return CheckResult("deployment", Verdict.INCONCLUSIVE, None, None, "available", None,
+            return CheckResult(
+                DEPLOYMENT_CHECK, Verdict.FAIL, None, None, "available", None, detail
+            )
+        return CheckResult(DEPLOYMENT_CHECK, Verdict.INCONCLUSIVE, None, None, "available", None,
                            seen.message)  # fmt: skip
 
     def fields(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from movierec_operator.constants import Phase, Verdict
 from movierec_operator.policy import (
+    DEPLOYMENT_CHECK,
     Action,
     ActionKind,
     CheckOutcome,
@@ -378,6 +379,19 @@ def test_failed_checks_count_up_and_the_reason_names_the_check() -> None:
     assert "success-rate 0.9 < min 0.99" in action.reason
     assert transition(POLICY, canary(1, failed=1), action, NOW).failed_checks == 2
     assert transition(POLICY, canary(1, failed=1), action, NOW).rolled_back_version == "2"
+
+
+def test_a_canary_not_serving_past_its_deployment_deadline_is_rolled_back_at_once() -> None:
+    """Unlike a noisy metric, pods that never came up are not judged again: the deployment
+    deadline was the patience (the first failure rolls back, not the max_failed_checks-th)."""
+    unavailable = [
+        CheckOutcome(DEPLOYMENT_CHECK, Verdict.FAIL, "movies-canary: 0/1 pods available"),
+        CheckOutcome("success-rate", Verdict.INCONCLUSIVE),
+    ]
+    action = decide(POLICY, canary(1), Observations("2", NOW, unavailable))
+    assert action.kind == ActionKind.ROLL_BACK
+    assert "not serving" in action.reason and "0/1 pods available" in action.reason
+    assert transition(POLICY, canary(1), action, NOW).rolled_back_version == "2"
 
 
 def test_withdrawn_canary_does_not_count_as_a_failed_analysis() -> None:
