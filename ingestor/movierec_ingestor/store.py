@@ -319,6 +319,23 @@ class Store:
             }
             for d in batch.dead_letters
         ]
+        if self.dialect == "postgresql":
+            # One statement for all of them: SQLAlchemy runs this INSERT as psycopg2's
+            # executemany, a round trip per row (a quarter of the writer's time at 1% bad lines)
+            from psycopg2.extras import execute_values
+
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                execute_values(
+                    cursor,
+                    "INSERT INTO dead_letters (source, position, raw, reason, detail, ingested_at)"
+                    " VALUES %s ON CONFLICT DO NOTHING",
+                    [tuple(r.values()) for r in rows],
+                    page_size=1000,
+                )
+            finally:
+                cursor.close()
+            return len(rows)
         conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
         return len(rows)
 

@@ -3,6 +3,7 @@ and formats back to its canonical line."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from movierec_ingestor.events import (
     RecommendationEvent,
     WatchEvent,
     format_line,
+    parse_fields,
     parse_line,
 )
 from movierec_ingestor.store import Store
@@ -253,3 +255,40 @@ def test_format_of_parse_is_the_canonical_line(
     event = parse_line(written + body)
     assert format_line(event) == canonical + body
     assert parse_line(format_line(event)) == event
+
+
+def _parsed(raw: str | bytes) -> tuple[object, ...] | str:
+    try:
+        return parse_fields(raw)
+    except ParseError as exc:
+        return exc.reason
+
+
+# Watch lines near and past every limit of the fast path's single match: user ids of 19-20
+# digits, minutes past the maximum, month 13, a slug of 201 characters, a trailing space.
+_EDGE_WATCH = [
+    f"{when},{user},GET /data/m/{movie}/{minute}.mpg{tail}"
+    for when, user, movie, minute, tail in itertools.product(
+        ["2025-10-01T10:00", "2025-10-01T10:00:05.123456789", "2025-13-01T10:00:00"],
+        ["0", "007", str(2**62), str(2**62 + 1), "9" * 19, "9" * 20],
+        ["a+b+1999", "a+", "x" * 200, "x" * 201, "A+b", "a++b"],
+        ["0", "100000", "100001", "999999", "-1"],
+        ["", " ", "\r"],
+    )
+]
+
+
+def test_the_watch_fast_path_gives_what_the_general_path_gives_at_every_limit() -> None:
+    """Bytes (what Kafka and files hand over) may take the one-match fast path; text never
+    does: both must give the same fields or the same reason."""
+    differ = [line for line in _EDGE_WATCH if _parsed(line.encode()) != _parsed(line)]
+    assert not differ, differ[:5]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_when, _fraction, _user, _bodies)
+def test_the_fast_path_agrees_on_every_line_class(
+    when: datetime, fraction: str, user: int, body: str
+) -> None:
+    line = _head(when, fraction, user)[0] + body
+    assert _parsed(line.encode()) == _parsed(line)
