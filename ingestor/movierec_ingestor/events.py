@@ -173,13 +173,18 @@ def parse_fields(raw: str | bytes) -> tuple[Kind, Fields]:
     The allocation-free core of `parse_line`, for the ingest hot path; the checks are the
     event models' constraints, so `parse_line` can build models without validating twice.
     """
-    if isinstance(raw, bytes) and (m := _fast_watch(raw)):
-        minute = int(m[4])
-        user_id = int(m[2])
-        movie_id = m[3].decode()
+    if isinstance(raw, bytes) and (fast := _fast_watch(raw)):
+        minute = int(fast[4])
+        user_id = int(fast[2])
+        movie_id = fast[3].decode()
         if minute <= MAX_MINUTE and user_id <= MAX_USER_ID and len(movie_id) <= MAX_MOVIE_ID:
             try:
-                return "watch", (datetime.fromisoformat(m[1].decode()), user_id, movie_id, minute)
+                return "watch", (
+                    datetime.fromisoformat(fast[1].decode()),
+                    user_id,
+                    movie_id,
+                    minute,
+                )
             except ValueError:
                 pass  # e.g. month 13: the general path names the reason
     line = _decode(raw)
