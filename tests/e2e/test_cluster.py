@@ -245,6 +245,17 @@ def test_04_simulated_users_through_the_router_are_ingested_into_postgres(
         f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{query}"',
     )  # fmt: skip
     assert int(count.strip()) > 0, f"no request of the live users through {server} stored"
+    # the recommender pods the operator built sent what they served; the ingestor stored it
+    # with track and model version (the online evaluator's exposures)
+    query = (
+        "SELECT count(*) FROM recommendations WHERE source = 'provenance' "
+        "AND track = 'stable' AND model_version = '1'"
+    )
+    exposures = cluster.kubectl(
+        "exec", f"{full}-postgresql-0", "--", "sh", "-c",
+        f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{query}"',
+    )  # fmt: skip
+    assert int(exposures.strip()) > 0, "no provenance event of the recommender pods stored"
 
 
 def _traffic_job(full: str, cluster: Cluster, image: str, pull: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ TRACKING_URI = os.environ["MLFLOW_TRACKING_URI"]
 MODEL = os.environ["MOVIEREC_MODEL_NAME"]
 KAFKA = os.environ["MOVIEREC_KAFKA_BOOTSTRAP"]
 TOPIC = os.environ.get("MOVIEREC_TOPIC", "movielog")
+PROVENANCE_TOPIC = os.environ.get("MOVIEREC_PROVENANCE_TOPIC", "")
+PARTITIONS = int(os.environ.get("MOVIEREC_KAFKA_PARTITIONS", "3"))
 
 
 def wait_for_mlflow(deadline_s: float = 600) -> None:
@@ -45,6 +47,34 @@ def champion_exists() -> bool:
     return True
 
 
+def create_topics(deadline_s: float = 600) -> None:
+    """The event and provenance topics exist before anyone reads them: an ingest run that
+    subscribes to a topic nobody has written yet never counts as caught up."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    stop = time.monotonic() + deadline_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=KAFKA.split(","), request_timeout_ms=30_000)
+            break
+        except KafkaError as exc:
+            print(f"waiting for Kafka at {KAFKA}: {exc}", flush=True)
+            if time.monotonic() > stop:
+                sys.exit(f"Kafka at {KAFKA} did not answer within {deadline_s:.0f} s")
+            time.sleep(3)
+    try:
+        existing = set(admin.list_topics())
+        for name in (t for t in (TOPIC, PROVENANCE_TOPIC) if t and t not in existing):
+            try:
+                admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+                print(f"created topic {name} ({PARTITIONS} partitions)", flush=True)
+            except TopicAlreadyExistsError:
+                pass  # another writer's auto-creation won the race
+    finally:
+        admin.close()
+
+
 def run(*args: str) -> None:
     print("+ movierec " + " ".join(args), flush=True)
     subprocess.run(["movierec", *args], check=True)
@@ -52,6 +82,7 @@ def run(*args: str) -> None:
 
 def main() -> None:
     wait_for_mlflow()
+    create_topics()
     if champion_exists():
         print(f"model {MODEL!r} has a champion already: nothing to do")
         return
