@@ -335,8 +335,9 @@ def start(workdir: Path, *, partitions: int = 3, timeout: float = 120) -> KafkaB
             f"{lib}/*",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            _cluster_id(),
+            # one argument with "=": a random id may start with "-" (1 in 32), which the
+            # tool's parser would take for an option ("-t ID" failed that way)
+            f"--cluster-id={_cluster_id()}",
             "-c",
             config,
         ],

@@ -102,6 +102,22 @@ def test_broker_restart_keeps_messages(broker_control: kafka.KafkaBroker) -> Non
     assert _consume(broker_control.bootstrap, topic, 2) == [b"before", b"after"]
 
 
+def test_a_cluster_id_starting_with_a_dash_formats_and_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random KRaft id starts with "-" one time in 32; "-t ID" made the format step fail."""
+    monkeypatch.setattr(kafka, "_cluster_id", lambda: "-xLtU23OQOeLlxB59-LQNw")
+    broker = kafka.start(tmp_path / "kafka", partitions=1)
+    try:
+        topic = kafka.create_topic(broker.bootstrap, partitions=1)
+        _produce(broker.bootstrap, topic, [b"dash"])
+        assert _consume(broker.bootstrap, topic, 1) == [b"dash"]
+    finally:
+        broker.stop()
+    meta = next((tmp_path / "kafka").rglob("meta.properties")).read_text()
+    assert "cluster.id=-xLtU23OQOeLlxB59-LQNw" in meta
+
+
 # ---- PostgreSQL -----------------------------------------------------------------------------------
 
 
