@@ -83,3 +83,9 @@ class Outcome(StrEnum):
     PROMOTED = "promoted"
     FORCE_PROMOTED = "force-promoted"
     ROLLED_BACK = "rolled-back"
+
+
+# The pseudo-check the operator adds while a Deployment it built is not available; it fails only
+# past the deployment deadline, and then rolls the canary back at once. No spec check may take
+# the name.
+DEPLOYMENT_CHECK = "deployment"

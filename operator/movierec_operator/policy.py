@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from movierec_operator.constants import Phase, Verdict
+from movierec_operator.constants import DEPLOYMENT_CHECK, Phase, Verdict
 from movierec_operator.spec import format_duration
 
 CANARY_PHASES = frozenset({Phase.PROGRESSING, Phase.HOLDING})
@@ -61,11 +61,6 @@ class RolloutState:
     @property
     def canary_active(self) -> bool:
         return self.canary_version is not None and self.phase in CANARY_PHASES
-
-
-# The pseudo-check the operator adds while a Deployment it built is not available; it fails only
-# past the deployment deadline, and then rolls the canary back at once.
-DEPLOYMENT_CHECK = "deployment"
 
 
 @dataclass(frozen=True)

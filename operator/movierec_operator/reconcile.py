@@ -19,12 +19,11 @@ from movierec_operator.analysis import (
     run_analysis,
     threshold_text,
 )
-from movierec_operator.constants import Outcome, Phase, Verdict
+from movierec_operator.constants import DEPLOYMENT_CHECK, Outcome, Phase, Verdict
 from movierec_operator.k8s import Kube
 from movierec_operator.metrics import RolloutMetrics
 from movierec_operator.mlflow_client import Registry, RegistryUnavailableError, VersionNotFoundError
 from movierec_operator.policy import (
-    DEPLOYMENT_CHECK,
     Action,
     ActionKind,
     CheckOutcome,

@@ -82,6 +82,10 @@ class Check(_Camel):
 
     @model_validator(mode="after")
     def _has_bound(self) -> Check:
+        if self.name == constants.DEPLOYMENT_CHECK:
+            raise ValueError(
+                f"check name {self.name!r} is reserved for the operator's availability check"
+            )
         if all(b is None for b in (self.min, self.max, self.max_increase, self.min_ratio)):
             raise ValueError(f"check {self.name!r} needs min, max, maxIncrease or minRatio")
         if self.query is None and self.name not in BUILT_IN_CHECK_NAMES:

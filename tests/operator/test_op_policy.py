@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from movierec_operator.constants import Phase, Verdict
+from movierec_operator.constants import DEPLOYMENT_CHECK, Phase, Verdict
 from movierec_operator.policy import (
-    DEPLOYMENT_CHECK,
     Action,
     ActionKind,
     CheckOutcome,

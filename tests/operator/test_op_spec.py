@@ -105,6 +105,14 @@ def test_full_spec_round_trips_camel_case() -> None:
             "unique",
         ),
         ({"modelName": "m", "version": "1", "bogus": 1}, "bogus"),
+        (
+            {
+                "modelName": "m",
+                "version": "1",
+                "analysis": [{"name": "deployment", "query": "vector(1)", "min": 0}],
+            },
+            "reserved",
+        ),
     ],
 )
 def test_invalid_specs_name_the_problem(raw: dict[str, Any], message: str) -> None:
