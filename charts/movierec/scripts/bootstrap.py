@@ -82,10 +82,12 @@ def run(*args: str) -> None:
 
 def main() -> None:
     wait_for_mlflow()
-    create_topics()
     if champion_exists():
+        # every upgrade runs this Job: it must end at once (helm upgrade --wait does not wait
+        # for it, and a still-running bootstrap pod reads as an unready release)
         print(f"model {MODEL!r} has a champion already: nothing to do")
         return
+    create_topics()
     run(
         "simulate",
         "--users", os.environ.get("MOVIEREC_BOOTSTRAP_USERS", "2000"),
