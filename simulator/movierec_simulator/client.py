@@ -124,13 +124,16 @@ def run_sessions(  # noqa: PLR0917
     think_time_s: float = 5.0,
     max_minutes_per_view: int = 30,
     http: requests.Session | None = None,
+    live_clock: Callable[[], datetime] | None = None,
 ) -> ClientSummary:
     """Play `n_requests` recommendation requests by users drawn from `user_ids`, within
     `deadline_s` of wall time, writing every line (request, minutes, ratings) to `sink`.
 
     `assign(user_id)` may return the base URL that serves that user (a client-side split);
     otherwise every request goes to `base_url`. Simulated time starts at `start` (continue after
-    the history) and a user's next request waits until they finished watching.
+    the history) and a user's next request waits until they finished watching. With
+    `live_clock` (e.g. the wall clock) no request is stamped earlier than it: the lines then
+    line up with what the service itself stamped (provenance), which the online evaluator joins.
     """
     if n_requests < 0 or not user_ids:
         raise ValueError("n_requests must be >= 0 and user_ids non-empty")
@@ -150,6 +153,8 @@ def run_sessions(  # noqa: PLR0917
                 break
             user = int(users[rng.integers(users.size)])
             clock += timedelta(seconds=float(rng.exponential(think_time_s)))
+            if live_clock is not None:
+                clock = max(clock, live_clock())
             when = max(clock, busy_until.get(user, clock))
             url = (assign(user) if assign else base_url).rstrip("/")
             outcome = _request(session, url, user, when, timeout_s=timeout_s, sink=sink)

@@ -120,6 +120,25 @@ def test_lines_are_valid_and_continue_after_the_start(world: World, base_url: st
     assert set(sink.keys) <= {int(world.user_ids[0]), int(world.user_ids[1])}
 
 
+def test_a_live_clock_stamps_no_request_before_it(world: World, base_url: str) -> None:
+    """Live traffic is stamped by the clock the served answers are, not by simulated time."""
+    ticks = iter(range(10_000))
+    now = datetime(2026, 6, 1)
+
+    def live_clock() -> datetime:
+        return now.replace(second=next(ticks) % 60)  # a clock that moves between requests
+
+    sink = MemorySink()
+    summary = run_sessions(
+        world, f"{base_url}/good", [int(u) for u in world.user_ids[:5]], 12, sink,
+        seed=4, deadline_s=60, start=START, live_clock=live_clock,
+    )  # fmt: skip
+    requests_at = [o.time for o in summary.outcomes]
+    assert len(requests_at) == 12 and all(t >= now for t in requests_at)
+    events = [parse_line(line) for line in sink.lines]
+    assert all(e.time >= now for e in events)  # watches and ratings follow their request
+
+
 def test_failures_are_logged_as_error_lines(world: World, base_url: str) -> None:
     sink = MemorySink()
     summary = run_sessions(
