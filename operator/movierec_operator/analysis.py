@@ -56,6 +56,12 @@ DEFAULT_QUERIES: dict[str, tuple[str, str]] = {
         f"min(movierec_fairness_disparity_ratio{{{_CANARY}}})",
         ENGAGEMENT_SAMPLES,
     ),
+    # optional (not in the default checks; use with min): the worst-off group's engagement under
+    # the canary relative to the same group's under stable, over the attributes
+    "fairness-group-ratio": (
+        f"min(movierec_fairness_group_ratio{{{_CANARY}}})",
+        ENGAGEMENT_SAMPLES,
+    ),
     # optional (not in the default checks; use with max: 0): 1 when the evaluator's A/B test
     # finds the track significantly worse than stable; samples: users in the smaller arm
     "ab-engagement": (
@@ -278,7 +284,7 @@ def run_analysis(
                 check,
                 value=value,
                 samples=samples,
-                min_samples=min_samples,
+                min_samples=min_samples if check.min_samples is None else check.min_samples,
                 stable_value=stable_value,
             )
         )

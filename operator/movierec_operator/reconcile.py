@@ -319,8 +319,10 @@ def _hold(
 def _min_samples(result: CheckResult, spec: ModelSpec) -> int | None:
     """minSamples for a check that measured something; ``None`` for one that could not (an
     unavailable Deployment, Prometheus down): its detail, not a sample count, says why."""
-    measured = result.value is not None or result.samples is not None
-    return spec.rollout.min_samples if measured else None
+    if result.value is None and result.samples is None:
+        return None
+    own = next((c.min_samples for c in spec.checks() if c.name == result.name), None)
+    return spec.rollout.min_samples if own is None else own
 
 
 def _analyse(deps: Deps, spec: ModelSpec, state: RolloutState, policy: Policy) -> list[CheckResult]:

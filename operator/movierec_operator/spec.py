@@ -24,7 +24,7 @@ DEFAULT_CHECK_NAMES = (
     "fairness-disparity-ratio",
 )
 # built in, but run only when spec.analysis lists them
-OPTIONAL_CHECK_NAMES = ("ab-engagement",)
+OPTIONAL_CHECK_NAMES = ("fairness-group-ratio", "ab-engagement")
 BUILT_IN_CHECK_NAMES = DEFAULT_CHECK_NAMES + OPTIONAL_CHECK_NAMES
 
 
@@ -74,6 +74,9 @@ class Check(_Camel):
     max: float | None = None
     max_increase: float | None = Field(default=None, ge=0)
     min_ratio: float | None = Field(default=None, ge=0)
+    # this check's own minimum: its samples may count other things than the rollout's
+    # minSamples does (requests in the window, answers old enough to judge, users per arm)
+    min_samples: int | None = Field(default=None, ge=0)
 
     @property
     def relative(self) -> bool:

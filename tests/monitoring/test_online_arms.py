@@ -5,7 +5,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from movierec_recommender.online.arms import ArmSettings, evaluate_arms, exposures_frame
+from movierec_recommender.online.arms import (
+    ArmSettings,
+    evaluate_arms,
+    exposures_frame,
+    group_ratios,
+)
 from movierec_recommender.online.exporter import SnapshotCollector
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -97,6 +102,9 @@ def test_metrics_per_arm() -> None:
         "gender:M": 0.0,
     }
     assert stable.disparity == {"age_group": 0.0, "gender": 0.0}
+    # canary 7 answered one woman of 25-34 who did not watch in time; stable has no 25-34 group
+    assert canary.group_ratio == {"gender": 0.0}
+    assert stable.group_ratio == {}  # the baseline is not compared with itself
     assert canary.popular_share == 0.5 and canary.coverage == 0.2
     assert stable.latency_seconds["0.5"] == pytest.approx(0.5)
     assert stable.self_confirmation == 1.0 and stable.self_confirmation_samples == 1
@@ -116,6 +124,7 @@ def test_export_has_contract_names_and_no_nan() -> None:
         'movierec_engagement_rate{group="all",model_version="6",track="stable"} 0.25',
         'movierec_fairness_disparity_ratio{attribute="gender",model_version="6",track="stable"} 0.0',
         'movierec_online_success_rate{model_version="7",track="canary"} 0.5',
+        'movierec_fairness_group_ratio{attribute="gender",model_version="7",track="canary"} 0.0',
         'movierec_ab_verdict{experiment="stable_vs_canary",verdict="inconclusive"} 1.0',
         'movierec_online_evaluations_total{result="success"} 1.0',
         "movierec_online_last_success_timestamp_seconds 1e+09",
@@ -140,3 +149,27 @@ def test_engagement_waits_for_the_window() -> None:
     )
     stable = {(a.track, a.model_version): a for a in old.arms}[("stable", "6")]
     assert stable.engagement_rate == pytest.approx(0.25) and stable.engagement_samples == 2
+
+
+@pytest.mark.parametrize(
+    ("arm", "baseline", "expected"),
+    [
+        # a group that watches less anyway is not unfairness: each group against itself
+        ({"gender:F": 0.2, "gender:M": 0.4}, {"gender:F": 0.2, "gender:M": 0.4}, {"gender": 1.0}),
+        # the new model halves one group's engagement
+        ({"gender:F": 0.1, "gender:M": 0.4}, {"gender:F": 0.2, "gender:M": 0.4}, {"gender": 0.5}),
+        # per attribute, the worst-off group
+        (
+            {"gender:F": 0.3, "age_group:18-24": 0.1, "age_group:25-34": 0.3},
+            {"gender:F": 0.3, "age_group:18-24": 0.4, "age_group:25-34": 0.3},
+            {"gender": 1.0, "age_group": 0.25},
+        ),
+        # groups only one arm has, and a baseline rate of zero, give no ratio
+        ({"gender:F": 0.3, "gender:X": 0.1}, {"gender:F": 0.0, "gender:M": 0.2}, {}),
+        ({"gender:F": float("nan")}, {"gender:F": 0.2}, {}),
+    ],
+)
+def test_group_ratios(
+    arm: dict[str, float], baseline: dict[str, float], expected: dict[str, float]
+) -> None:
+    assert group_ratios(arm, baseline) == pytest.approx(expected)

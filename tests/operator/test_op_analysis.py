@@ -55,6 +55,11 @@ REQUESTS = f'sum(increase(movierec_requests_total{{component="recommender",{C}}}
             f"max(movierec_engagement_samples{{{C}}})",
         ),
         (
+            "fairness-group-ratio",
+            f"min(movierec_fairness_group_ratio{{{C}}})",
+            f"max(movierec_engagement_samples{{{C}}})",
+        ),
+        (
             "ab-engagement",
             'max(movierec_ab_verdict{experiment="stable_vs_canary",verdict="b_worse"})',
             'min(movierec_ab_samples{experiment="stable_vs_canary"})',
@@ -69,8 +74,9 @@ def test_default_queries_render(name: str, value_query: str, samples_query: str)
 
 
 def test_every_default_check_has_a_query() -> None:
-    # ab-engagement is built in but optional: not among the checks of an empty spec.analysis
-    assert {c.name for c in default_checks()} == set(DEFAULT_QUERIES) - {"ab-engagement"}
+    # built in but optional: not among the checks of an empty spec.analysis
+    optional = {"fairness-group-ratio", "ab-engagement"}
+    assert {c.name for c in default_checks()} == set(DEFAULT_QUERIES) - optional
     assert set(DEFAULT_QUERIES) == set(BUILT_IN_CHECK_NAMES)
 
 
@@ -158,6 +164,22 @@ def test_run_analysis_queries_stable_only_for_relative_checks() -> None:
         "detail": "1 is 0.5 x stable 2 (min 0.95)",
         "stableValue": 2.0,
     }
+
+
+def test_a_checks_own_min_samples_overrides_the_rollouts() -> None:
+    """Requests in a window and answers old enough to judge are different units: a check may
+    ask for its own minimum."""
+    own = Check(name="engagement", min_ratio=0.8, min_samples=600)
+    plain = Check(name="success-rate", min=0.9)
+
+    def query(promql: str) -> float | None:
+        return 300.0 if ("increase(" in promql or "_samples" in promql) else 1.0
+
+    results = run_analysis(
+        [own, plain], query, canary_version="7", stable_version="6", window="30s", min_samples=100
+    )
+    assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.PASS]
+    assert "300 samples < minSamples 600" in results[0].detail
 
 
 @pytest.mark.parametrize(

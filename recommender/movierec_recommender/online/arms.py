@@ -55,6 +55,9 @@ class ArmReport:
     rmse_samples: int
     engagement_by_group: dict[str, float] = field(default_factory=dict)  # "gender:F" -> rate
     disparity: dict[str, float] = field(default_factory=dict)  # attribute -> lowest/highest
+    # attribute -> lowest over its groups of this arm's engagement / the baseline arm's in the
+    # same group (the baseline track's current arm has none)
+    group_ratio: dict[str, float] = field(default_factory=dict)
     exposure_gini: float = math.nan
     popular_share: float = math.nan
     coverage: float = math.nan
@@ -198,7 +201,36 @@ def evaluate_arms(
                 self_confirmation_samples=n_confirm,
             )
         )
+    _add_group_ratios(reports, settings.baseline_track)
     return Snapshot(reports, ab_tests(per_exposure, arms, settings), len(exp) + dropped, dropped)
+
+
+def group_ratios(arm: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """Per attribute, the worst-off group's engagement relative to the baseline's in that group.
+
+    Keys are ``"attribute:group"`` as in `ArmReport.engagement_by_group`; a group counts when
+    both arms have it (each with enough exposures) and the baseline's rate is above zero. Unlike
+    the disparity ratio (lowest over highest group within one arm), this does not mistake how
+    groups differ anyway (one group simply watches more) for what the new model does to them.
+    """
+    worst: dict[str, float] = {}
+    for key, rate in arm.items():
+        base = baseline.get(key)
+        if base is None or not base > 0 or math.isnan(rate):
+            continue
+        attr = key.split(":", 1)[0]
+        worst[attr] = min(worst.get(attr, math.inf), rate / base)
+    return worst
+
+
+def _add_group_ratios(reports: list[ArmReport], baseline_track: str) -> None:
+    """Fill `group_ratio` of every arm outside the baseline track (in place)."""
+    base = next((r for r in reports if r.track == baseline_track), None)  # most recent first
+    if base is None:
+        return
+    for report in reports:
+        if report.track != baseline_track:
+            report.group_ratio = group_ratios(report.engagement_by_group, base.engagement_by_group)
 
 
 def ab_tests(

@@ -135,6 +135,12 @@ def snapshot_families(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
             "Lowest over highest group engagement for an attribute (1 = parity)",
             ["attribute", *ARM],
         ),
+        "group_ratio": _gauge(
+            "movierec_fairness_group_ratio",
+            "Lowest over an attribute's groups of this arm's engagement relative to the baseline "
+            "track's in the same group (1 = no group worse off)",
+            ["attribute", *ARM],
+        ),
         "gini": _gauge(
             "movierec_exposure_gini", "Gini coefficient of how often each movie was shown", ARM
         ),
@@ -171,6 +177,8 @@ def snapshot_families(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
         _add(f["completion"], key, arm.completion)
         for attr, ratio in sorted(arm.disparity.items()):
             _add(f["disparity"], [attr, *key], ratio)
+        for attr, ratio in sorted(arm.group_ratio.items()):
+            _add(f["group_ratio"], [attr, *key], ratio)
         _add(f["gini"], key, arm.exposure_gini)
         _add(f["popular"], key, arm.popular_share)
         _add(f["coverage"], key, arm.coverage)
