@@ -1,8 +1,9 @@
 """Register a first model when MLflow has no champion yet, so a fresh install serves.
 
-Simulated history goes to Kafka, the ingestor stores it in the database, and retrain registers
-the better model (challenger, and champion since there is none). Does nothing when the champion
-alias exists. Settings come from the environment the chart sets.
+Simulated history goes to Kafka, the ingestor stores it in the database with the simulated
+users' and movies' metadata (age and gender for the online evaluator's fairness metrics), and
+retrain registers the better model (challenger, and champion since there is none). Does nothing
+when the champion alias exists. Settings come from the environment the chart sets.
 """
 
 import os
@@ -18,6 +19,8 @@ KAFKA = os.environ["MOVIEREC_KAFKA_BOOTSTRAP"]
 TOPIC = os.environ.get("MOVIEREC_TOPIC", "movielog")
 PROVENANCE_TOPIC = os.environ.get("MOVIEREC_PROVENANCE_TOPIC", "")
 PARTITIONS = int(os.environ.get("MOVIEREC_KAFKA_PARTITIONS", "3"))
+# users.csv and movies.csv of the simulated world, on the pod's writable /tmp
+METADATA = os.path.join(os.environ.get("TMPDIR", "/tmp"), "bootstrap-metadata")
 
 
 def wait_for_mlflow(deadline_s: float = 600) -> None:
@@ -96,11 +99,13 @@ def main() -> None:
         "--seed", os.environ.get("MOVIEREC_BOOTSTRAP_SEED", "0"),
         "--kafka", KAFKA,
         "--topic", TOPIC,
+        "--metadata-out", METADATA,
     )  # fmt: skip
     db = os.environ["MOVIEREC_INGESTOR_DB_URL"]
     run(
         "ingest",
         "--source", f"kafka://{KAFKA}/{TOPIC}",
+        "--metadata", METADATA,  # the simulated users' age and gender: fairness needs them
         "--db", db,
         "--group", os.environ.get("MOVIEREC_INGESTOR_GROUP", "movierec-ingestor"),
         "--until-caught-up",
