@@ -433,6 +433,15 @@ FAIRNESS = Dashboard(
                     _q('movierec_engagement_rate{group!="all"}', "{{group}} " + ARM),
                     unit="percentunit",
                 ),
+                Panel(
+                    "Worst-off group against stable (engagement in the group, track / stable)",
+                    _q("movierec_fairness_group_ratio", "{{attribute}} " + ARM),
+                    description="Below 1: some group engages less under this track than under "
+                    "stable; the fairness-group-ratio rollout check reads it.",
+                    min=0,
+                    thresholds=RED_GREEN,
+                    width=24,
+                ),
             ),
         ),
         Row(
