@@ -369,6 +369,19 @@ def test_chart_crd_is_the_one_in_crds() -> None:
     ]
 
 
+def test_values_schema_takes_every_field_of_an_analysis_check() -> None:
+    """recommenderModel.analysis is copied into the RecommenderModel: the values schema must
+    let through every field the CRD's check has (and no other)."""
+    import json
+
+    crd = yaml.safe_load((REPO / "crds" / "recommendermodels.movierec.io.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    crd_fields = set(spec["properties"]["analysis"]["items"]["properties"])
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    rm = schema["properties"]["recommenderModel"]["properties"]["analysis"]["items"]
+    assert set(rm["properties"]) == crd_fields
+
+
 def test_dashboards_and_rules_come_from_files(helm: str) -> None:
     docs = render(helm)
     config = next(
