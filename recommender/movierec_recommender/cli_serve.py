@@ -141,7 +141,10 @@ def run_route(args: argparse.Namespace) -> int:
         raise _bad(f"--flags {args.flags}: folder does not exist")
     env = {
         "MOVIEREC_ROUTER_TRACKS": json.dumps(tracks),
-        "MOVIEREC_ROUTER_FLAGS_FILE": str(flags.resolve()),
+        # absolute, but through the symlinks as given: a ConfigMap volume's flags.json points
+        # at a `..<timestamp>` folder that the next update deletes (Path.resolve() pinned the
+        # router to that folder, and it never saw a new weight after a restart)
+        "MOVIEREC_ROUTER_FLAGS_FILE": os.path.abspath(flags),
     }
     if args.rate_limit is not None:
         env["MOVIEREC_ROUTER_RATE_LIMIT_RPS"] = str(args.rate_limit)

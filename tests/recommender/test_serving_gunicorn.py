@@ -217,3 +217,29 @@ def test_admission_on_start_and_on_connect() -> None:
     assert policy.on_start(0.3) == "queue_wait"
     assert policy.on_connect(99) is None
     assert policy.on_connect(100) == "connections"
+
+
+def test_cli_route_keeps_the_flag_files_symlinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ConfigMap volume: flags.json -> ..data/flags.json -> ..<timestamp>/flags.json, and the
+    next update deletes that folder. The router must be given the path through the links, or
+    after a restart it reads a folder that goes away and never sees a new weight."""
+    import movierec_recommender.cli_serve as cli_serve
+
+    volume = tmp_path / "flags"
+    (volume / "..2026_12_01_21_07_12.1").mkdir(parents=True)
+    write_flag_file(volume / "..2026_12_01_21_07_12.1" / "flags.json", {"stable": 100})
+    (volume / "..data").symlink_to("..2026_12_01_21_07_12.1")
+    (volume / "flags.json").symlink_to("..data/flags.json")
+    started: dict[str, str] = {}
+
+    def fake_gunicorn(app: str, args: object, env: dict[str, str]) -> int:
+        started.update(env)
+        return 0
+
+    monkeypatch.setattr(cli_serve, "_gunicorn", fake_gunicorn)
+    monkeypatch.chdir(tmp_path)
+    tracks = '{"stable": "http://127.0.0.1:9"}'
+    assert main(["route", "--flags", "flags/flags.json", "--tracks", tracks]) == 0
+    assert started["MOVIEREC_ROUTER_FLAGS_FILE"] == str(volume / "flags.json")
