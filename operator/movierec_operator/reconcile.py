@@ -321,7 +321,7 @@ def _min_samples(result: CheckResult, spec: ModelSpec) -> int | None:
     unavailable Deployment, Prometheus down): its detail, not a sample count, says why."""
     if result.value is None and result.samples is None:
         return None
-    own = next((c.min_samples for c in spec.checks() if c.name == result.name), None)
+    own = next((c.min_samples for c in spec.checks if c.name == result.name), None)
     return spec.rollout.min_samples if own is None else own
 
 

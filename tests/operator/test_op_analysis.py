@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from movierec_operator.analysis import (
     DEFAULT_QUERIES,
+    CheckResult,
     _single_value,
     evaluate,
     queries_for,
@@ -180,6 +181,30 @@ def test_a_checks_own_min_samples_overrides_the_rollouts() -> None:
     )
     assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.PASS]
     assert "300 samples < minSamples 600" in results[0].detail
+
+
+def test_the_status_names_each_checks_own_min_samples() -> None:
+    """What a hold says ("engagement had 300/800 samples") uses the check's own minimum."""
+    from movierec_operator.reconcile import _min_samples
+    from movierec_operator.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "modelName": "movies",
+            "followAlias": "champion",
+            "rollout": {"minSamples": 100},
+            "analysis": [
+                {"name": "engagement", "minRatio": 0.8, "minSamples": 800},
+                {"name": "success-rate", "min": 0.9},
+            ],
+        }
+    )
+    measured = CheckResult("engagement", Verdict.INCONCLUSIVE, 0.1, 300.0, ">= 0.8 x stable")
+    plain = CheckResult("success-rate", Verdict.INCONCLUSIVE, 1.0, 50.0, ">= 0.9")
+    unmeasured = CheckResult("engagement", Verdict.INCONCLUSIVE, None, None, ">= 0.8 x stable")
+    assert _min_samples(measured, spec) == 800
+    assert _min_samples(plain, spec) == 100
+    assert _min_samples(unmeasured, spec) is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pandas as pd
 
 from movierec_recommender.demographics import age_bucket, gender_group
 from movierec_recommender.online import abtest, feedback, stats
-from movierec_recommender.online.evaluate import Predictor, _engaged_items
+from movierec_recommender.online.evaluate import Predictor, _engaged_items, last_watch_within
 
 # (model name, model version) -> a rating predictor for that version, or None when unavailable
 PredictorFor = Callable[[str, str], Predictor | None]
@@ -305,17 +305,11 @@ def _completion(
         return empty
     runtime = movies.set_index("movie_id")["runtime"].dropna()
     runtime = runtime[runtime > 0]
-    merged = shown.merge(
-        watches.rename(columns={"time": "watch_time"}), on=["user_id", "movie_id"], how="inner"
-    )
-    inside = (merged["watch_time"] >= merged["time"]) & (
-        merged["watch_time"] <= merged["time"] + window
-    )
-    merged = merged[inside]
-    if merged.empty:
+    last = last_watch_within(shown, watches, window)
+    if last.empty:
         return empty
     # minutes run on after the window's end: the whole view counts once it started inside it
-    top = merged.groupby(["exposure_id", "movie_id"], as_index=False)["minute"].max()
+    top = last.groupby(["exposure_id", "movie_id"], as_index=False)["minute"].max()
     top = top[top["movie_id"].isin(runtime.index)]
     top["completion"] = ((top["minute"] + 1) / top["movie_id"].map(runtime)).clip(upper=1.0)
     return top[["exposure_id", "completion"]]
@@ -327,7 +321,9 @@ def _online_rmse(
     """RMSE of the serving version's predicted rating for shown movies the user rated later."""
     if predictor is None or ratings.empty or shown.empty:
         return math.nan, 0
-    merged = shown.merge(
+    # rated after any exposure = after the first: one row per pair keeps the join small
+    first = shown.groupby(["user_id", "movie_id"], as_index=False)["time"].min()
+    merged = first.merge(
         ratings.rename(columns={"time": "rating_time"}), on=["user_id", "movie_id"], how="inner"
     )
     merged = merged[merged["rating_time"] > merged["time"]]

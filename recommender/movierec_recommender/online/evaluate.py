@@ -228,15 +228,52 @@ def evaluate_frames(
 
 
 def _engaged_items(shown: pd.DataFrame, watches: pd.DataFrame, window: timedelta) -> pd.DataFrame:
-    """Shown items the user started watching within `window` after the exposure."""
+    """Shown items the user started watching within `window` after the exposure, with the
+    first such watch line's `watch_time` and `minute`.
+
+    An as-of join: each shown row meets at most one watch line (the first at or after it), so
+    memory stays the size of `shown`. A plain merge on (user, movie) paired every exposure of a
+    movie with every minute the user ever watched of it, and ran a pod out of memory.
+    """
     if watches.empty or shown.empty:
         return shown.iloc[0:0]
-    w = watches.rename(columns={"time": "watch_time"})
-    merged = shown.merge(w, on=["user_id", "movie_id"], how="inner")
-    hit = (merged["watch_time"] >= merged["time"]) & (
+    return _as_of(shown, watches, "forward", shown["time"], window).drop_duplicates(
+        ["exposure_id", "movie_id"]
+    )
+
+
+def last_watch_within(
+    shown: pd.DataFrame, watches: pd.DataFrame, window: timedelta
+) -> pd.DataFrame:
+    """Per shown row, the last watch line of that (user, movie) inside [exposure, exposure +
+    window]: how far the view that started in the window got (rows without one are left out)."""
+    if watches.empty or shown.empty:
+        return shown.iloc[0:0].assign(watch_time=pd.Series(dtype="datetime64[ns]"), minute=0)
+    return _as_of(shown, watches, "backward", shown["time"] + window, window)
+
+
+def _as_of(
+    shown: pd.DataFrame,
+    watches: pd.DataFrame,
+    direction: str,
+    at: pd.Series,
+    window: timedelta,
+) -> pd.DataFrame:
+    """`shown` rows joined with the nearest watch line of the same (user, movie) looking
+    `direction` from `at`, kept when that line lies inside [time, time + window]."""
+    columns = ["user_id", "movie_id", "time", *(["minute"] if "minute" in watches else [])]
+    w = watches[columns].rename(columns={"time": "watch_time"})
+    w = w.assign(watch_time=pd.to_datetime(w["watch_time"]).astype("datetime64[ns]"))
+    w = w.sort_values("watch_time")
+    left = shown.assign(_at=pd.to_datetime(at).astype("datetime64[ns]")).sort_values("_at")
+    merged = pd.merge_asof(
+        left, w, left_on="_at", right_on="watch_time", by=["user_id", "movie_id"],
+        direction=direction,  # type: ignore[arg-type]
+    )  # fmt: skip
+    inside = (merged["watch_time"] >= merged["time"]) & (
         merged["watch_time"] <= merged["time"] + window
     )
-    return merged[hit].drop_duplicates(["exposure_id", "movie_id"])
+    return merged[inside.fillna(False)].drop(columns=["_at"])
 
 
 def _rated_after(shown: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
@@ -244,7 +281,9 @@ def _rated_after(shown: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
     if ratings.empty or shown.empty:
         return pd.DataFrame(columns=["track", "user_id", "movie_id", "rating"])
     r = ratings.rename(columns={"time": "rating_time"})
-    merged = shown.merge(r, on=["user_id", "movie_id"], how="inner")
+    # after any exposure = after the first one: one row per pair keeps the join small
+    first = shown.groupby(["track", "user_id", "movie_id"], as_index=False)["time"].min()
+    merged = first.merge(r, on=["user_id", "movie_id"], how="inner")
     merged = merged[merged["rating_time"] > merged["time"]]
     return merged.sort_values("rating_time").drop_duplicates(["track", "user_id", "movie_id"])
 
