@@ -225,7 +225,7 @@ def test_cli_route_keeps_the_flag_files_symlinks(
     """A ConfigMap volume: flags.json -> ..data/flags.json -> ..<timestamp>/flags.json, and the
     next update deletes that folder. The router must be given the path through the links, or
     after a restart it reads a folder that goes away and never sees a new weight."""
-    import movierec_recommender.cli_serve as cli_serve
+    from movierec_recommender import cli_serve
 
     volume = tmp_path / "flags"
     (volume / "..2026_12_01_21_07_12.1").mkdir(parents=True)
