@@ -191,6 +191,8 @@ def reconcile(
                     )
                 return
 
+    if action.kind in (ActionKind.START_CANARY, ActionKind.ROLL_BACK):
+        gate.restart()
     _write_status(
         deps, body, new_state, action=action, results=results, now=now,
         generation=generation, desired=desired,
@@ -273,6 +275,11 @@ class _Gate:
             )
         return CheckResult(DEPLOYMENT_CHECK, Verdict.INCONCLUSIVE, None, None, "available", None,
                            seen.message)  # fmt: skip
+
+    def restart(self) -> None:
+        """A new canary, or none: the deadline of the Deployment that went does not carry over
+        (a rolled-back canary's clock failed the next canary at its first analysis)."""
+        self.since, self.warned, self.blocked = None, False, False
 
     def fields(self) -> dict[str, Any]:
         if self.checked and not self.blocked:
@@ -362,7 +369,18 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
         "provenance_topic": settings.serving_provenance_topic,
     }
     canary_on = state.canary_active and state.canary_version is not None
-    weight = state.canary_weight if canary_on else 0
+    canary_now = (
+        deps.kube.get_child(
+            "Deployment",
+            meta["namespace"],
+            builders.child_name(meta["name"], constants.TRACK_CANARY),
+        )
+        if canary_on and settings.require_available_deployments
+        else None
+    )
+    weight = flag_weight(
+        state, canary_now, require_available=settings.require_available_deployments
+    )
     current_flags = deps.kube.get_child(
         "ConfigMap", meta["namespace"], builders.flag_configmap_name(meta["name"])
     )
@@ -398,6 +416,19 @@ def _apply_children(deps: Deps, body: dict[str, Any], spec: ModelSpec, state: Ro
     ]
     for obj in objects:
         deps.kube.apply(obj)
+
+
+def flag_weight(
+    state: RolloutState, canary: dict[str, Any] | None, *, require_available: bool
+) -> int:
+    """The canary's share of users in the flag data: its step's weight once its Deployment
+    serves the canary version, 0 before (users sent to pods still loading the model only get
+    the router's fallback, and count against the canary)."""
+    if not state.canary_active or state.canary_version is None:
+        return 0
+    if require_available and not availability.of(canary, version=state.canary_version).available:
+        return 0
+    return state.canary_weight
 
 
 def _record(

@@ -93,3 +93,28 @@ def test_availability_of_a_deployment(dep: dict[str, Any] | None, ok: bool, text
     assert text in seen.message
     if not ok:
         assert seen.message.startswith("DeploymentUnavailable: ")
+
+
+@pytest.mark.parametrize(
+    ("canary", "require", "weight"),
+    [
+        (deployment(version="8"), True, 25),  # serving the canary version: its step's share
+        (deployment(version="8", available=0), True, 0),  # pods still loading: nobody yet
+        (deployment(version="7"), True, 0),  # still the previous version's pods
+        (None, True, 0),  # not created yet
+        (None, False, 25),  # availability not required (no controllers): weight at once
+    ],
+)
+def test_the_canary_gets_users_only_once_it_serves(
+    canary: dict[str, Any] | None, require: bool, weight: int
+) -> None:
+    from movierec_operator.constants import Phase
+    from movierec_operator.policy import RolloutState
+    from movierec_operator.reconcile import flag_weight
+
+    state = RolloutState(
+        phase=Phase.PROGRESSING, stable_version="7", canary_version="8", canary_weight=25
+    )
+    assert flag_weight(state, canary, require_available=require) == weight
+    stable_only = RolloutState(phase=Phase.STABLE, stable_version="7")
+    assert flag_weight(stable_only, canary, require_available=require) == 0
