@@ -2,8 +2,8 @@
 Security Standard, real pods of the project's images, simulated users through the router's
 Service, ingestion into the in-cluster PostgreSQL, an upgrade to continuous ingestion and
 ML-gated rollouts, a retrained model rolled out as a canary and promoted on metrics Prometheus
-scraped from the pods and from the deployed online evaluator, a broken version rolled back, and
-an uninstall that leaves only volume claims.
+scraped from the pods and from the deployed online evaluator, a broken version and a worse one
+(trained on shuffled ratings) rolled back, and an uninstall that leaves only volume claims.
 
 The cluster is the harness's node (``make services-up ONLY=cluster`` and ``make images``), or any
 cluster given by MOVIEREC_E2E_KUBECONFIG (with KUBECTL and HELM naming the binaries) whose nodes
@@ -13,16 +13,20 @@ default charts/movierec/ci/local-values.yaml). The tests run in order and share 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 
@@ -53,7 +57,7 @@ REQUEST_CHECKS = """
 # the same gender's under stable. Gender only: the 400 users' age bands are too thin to judge
 # within a test's traffic.
 ML_CHECKS = """
-    - {name: engagement, minRatio: 0.8, minSamples: 800}
+    - {name: engagement, minRatio: 0.9, minSamples: 800}
     - name: fairness-group-ratio
       query: min(movierec_fairness_group_ratio{track="{{track}}",model_version="{{version}}",attribute="gender"})
       min: 0.8
@@ -143,7 +147,7 @@ def release(cluster: Cluster) -> Iterator[str]:
     yield name
     if os.environ.get("MOVIEREC_E2E_KEEP"):
         return
-    # after a failure before test_08: uninstall through the chart's pre-delete hook, or the
+    # after a failure before test_09: uninstall through the chart's pre-delete hook, or the
     # operator's finalizer keeps the RecommenderModel (and the namespace) from going away
     if name in cluster.helm("list", "-q"):
         try:
@@ -480,7 +484,21 @@ def test_07_a_broken_version_is_rolled_back_with_an_event_and_a_reason(
     assert events[0]["message"], events[0]
 
 
-# ---- helpers of the rollout steps ------------------------------------------------------------
+def test_08_a_model_trained_on_shuffled_ratings_is_rolled_back_on_engagement(
+    cluster: Cluster, release: str
+) -> None:
+    # every rating lands on another movie: the same users and popularity, none of the taste
+    with cluster.timed("shuffled challenger registered"):
+        version = _register_challenger(cluster, release, _shuffled)
+    with cluster.timed("rollback of the shuffled version on engagement"):
+        status = _rolled_back(cluster, release, version)
+    engagement = status["lastAnalysis"]["engagement"]
+    assert engagement["verdict"] == "fail", status
+    assert engagement["value"] < 0.9 * engagement["stableValue"], engagement
+    assert "engagement" in status["message"], status
+
+
+# ---- ML-gate helpers ----------------------------------------------------------------------
 
 
 def _ready_canary_pods(cluster: Cluster, version: str) -> list[str]:
@@ -496,7 +514,72 @@ def _ready_canary_pods(cluster: Cluster, version: str) -> list[str]:
     )  # fmt: skip
 
 
-def test_08_uninstall_leaves_only_volume_claims(cluster: Cluster, release: str) -> None:
+def _psql_csv(cluster: Cluster, release: str, query: str) -> pd.DataFrame:
+    sql = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)"
+    out = cluster.kubectl(
+        "exec", f"{_fullname(release)}-postgresql-0", "--", "sh", "-c",
+        f'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "{sql}"',
+    )  # fmt: skip
+    return pd.read_csv(io.StringIO(out), dtype={"movie_id": str, "gender": str})
+
+
+def _movie_permutation(ratings: pd.DataFrame) -> dict[str, str]:
+    movies = sorted(ratings["movie_id"].unique())
+    return dict(zip(movies, np.random.default_rng(SEED).permutation(movies), strict=True))
+
+
+def _shuffled(ratings: pd.DataFrame) -> pd.DataFrame:
+    return ratings.assign(movie_id=ratings["movie_id"].map(_movie_permutation(ratings)))
+
+
+def _register_challenger(
+    cluster: Cluster, release: str, corrupt: Callable[[pd.DataFrame], pd.DataFrame]
+) -> str:
+    """Train item-item on the store's ratings after `corrupt`, register it in the cluster's
+    MLflow and point the `challenger` alias at it; returns the new version."""
+    ratings = _psql_csv(
+        cluster, release,
+        "SELECT r.user_id, r.movie_id, r.rating, u.gender FROM ratings r "
+        "LEFT JOIN users u USING (user_id)",
+    )  # fmt: skip
+    assert ratings["gender"].notna().mean() > 0.9, "the bootstrap stored no user metadata"
+    csv = cluster.work / f"ratings-{uuid.uuid4().hex[:6]}.csv"
+    corrupt(ratings)[["user_id", "movie_id", "rating"]].to_csv(csv, index=False)
+    with cluster.port_forward(f"svc/{_fullname(release)}-mlflow", 5000) as mlflow_url:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "movierec", "train", "--ratings", str(csv),
+                "--algo", "item-item", "--out", str(csv.with_suffix("")),
+                "--register", MODEL, "--tracking-uri", mlflow_url,
+            ],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        version = str(json.loads(done.stdout.strip().splitlines()[-1])["version"])
+        from mlflow import MlflowClient
+
+        MlflowClient(mlflow_url).set_registered_model_alias(MODEL, "challenger", version)
+    return version
+
+
+def _rolled_back(cluster: Cluster, release: str, version: str) -> dict[str, Any]:
+    """Wait until the operator rolled `version` back; the canary must have run first."""
+    status: dict[str, Any] = wait_for(
+        f"rollback of version {version}",
+        lambda: (
+            (s := _status(cluster, release)).get("phase") == "RolledBack"
+            and s.get("rolledBackVersion") == version
+            and s
+        ),
+        timeout=480,
+        interval=3,
+    )
+    assert status["stableVersion"] == "2", status
+    return status
+
+
+def test_09_uninstall_leaves_only_volume_claims(cluster: Cluster, release: str) -> None:
     cluster.kubectl("delete", "job", "traffic", "--wait=false", check=False)
     cluster.kubectl("delete", "configmap", "traffic", check=False)
     with cluster.timed("helm uninstall"):
