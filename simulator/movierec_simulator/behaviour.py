@@ -13,7 +13,7 @@ WATCH_NOISE = 0.8
 # Rating propensity grows with how much was watched: people rate what they finished.
 RATE_BASE = 0.3
 RATE_PER_WATCHED = 0.5
-# Attention per list position: the 5th item gets 0.32 of the top item's, the 10th 0.06. Position
+# Attention per list position: the 5th item gets 0.32 of the top item's, the 10th 0.08. Position
 # bias in ranked lists is steep (eye tracking and click logs); with a slower decay (0.9 before)
 # a user nearly always found something in 20 items, so a random list earned 85% of a good one's
 # plays and online engagement could not tell a broken model from a good one.
