@@ -43,10 +43,11 @@ format: install
 
 # Services are started once for the whole run and always stopped, also when tests fail; the
 # images are built (or found cached) and imported into the node's containerd in between.
+# harness/testrun.py runs the cluster e2e beside the rest of the suite (PYTEST_ARGS: one run).
 test: install services-build
 	@rc=0; $(MAKE) --no-print-directory services-up || exit 1; \
 	$(MAKE) --no-print-directory images && \
-	$(BIN)/ruff check . && $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	$(BIN)/ruff check . && $(BIN)/python -m harness.testrun $(PYTEST_ARGS) || rc=$$?; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean:

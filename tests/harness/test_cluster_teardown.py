@@ -107,5 +107,8 @@ def test_a_node_whose_kubelet_died_is_cleaned_up_too(
     assert alive == []
     assert kube_session.running()
     assert _dns_answers()
-    # The pod object outlived the node; the kubelet runs it again in a fresh sandbox.
+    # The restarted node runs the same pod again: its hostPort, IP and Service chains were freed.
+    # The pod object usually outlives the node, but a controller may have deleted it while the
+    # node was NotReady, so it is applied again (a no-op when it is still there).
+    kube.kubectl("apply", "-f", "-", stdin=LEAVER)
     kube.kubectl("wait", "--for=condition=Ready", "pod/leaver", "--timeout=90s", timeout=100)
