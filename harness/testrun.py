@@ -1,9 +1,11 @@
-"""`make test`'s pytest runs: the cluster e2e beside the rest of the suite, the node teardown last.
+"""`make test`'s pytest runs: the long tests beside the rest of the suite, the node teardown last.
 
-The cluster e2e spends most of its nine minutes waiting for pods, rollout intervals and the
-evaluator's windows, so the rest of the suite runs in a second pytest process meanwhile (each
-test has its own namespace, topics and databases). The teardown test restarts the shared node,
-so it runs alone once both are done. Arguments, when given, go to one plain pytest run instead.
+The cluster e2e spends most of its ten minutes waiting for pods, rollout intervals and the
+evaluator's windows, so a second pytest process runs the rest of the suite meanwhile (each test
+has its own namespace, topics and databases). The demo and the Kafka fault tests join the e2e in
+the background process, which balances the two at about a quarter of an hour each on 2 cores.
+The teardown test restarts the shared node, so it runs alone once both are done. Arguments, when
+given, go to one plain pytest run instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-E2E = "tests/e2e/test_cluster.py"
+BACKGROUND = ("tests/e2e", "tests/ingestor/test_kafka.py")
 TEARDOWN = "tests/harness/test_cluster_teardown.py"
 LOG_DIR = Path("var/test-logs")
 
@@ -31,34 +33,36 @@ def _report(name: str, code: int, seconds: float) -> str:
 def run_split() -> int:
     """Run the three parts; the exit code is the first failing part's, else 0."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    e2e_log = LOG_DIR / "e2e-cluster.log"
+    background_log = LOG_DIR / "background.log"
     begun = time.monotonic()
-    with e2e_log.open("wb") as sink:
+    with background_log.open("wb") as sink:
         # No cache plugin: two pytest processes must not write .pytest_cache at once.
-        e2e = subprocess.Popen(
-            _pytest("-p", "no:cacheprovider", E2E), stdout=sink, stderr=subprocess.STDOUT
+        background = subprocess.Popen(
+            _pytest("-p", "no:cacheprovider", *BACKGROUND), stdout=sink, stderr=subprocess.STDOUT
         )
-        print(f"cluster e2e started in the background (pid {e2e.pid}); its log: {e2e_log}")
+        names = " ".join(BACKGROUND)
+        print(f"{names} started in the background (pid {background.pid}), log {background_log}")
         sys.stdout.flush()
         try:
-            suite = subprocess.call(_pytest(f"--ignore={E2E}", f"--ignore={TEARDOWN}"))
+            ignored = [f"--ignore={path}" for path in (*BACKGROUND, TEARDOWN)]
+            suite = subprocess.call(_pytest(*ignored))
             suite_seconds = time.monotonic() - begun
-            e2e_code = e2e.wait()
+            background_code = background.wait()
         except BaseException:
-            e2e.terminate()
-            e2e.wait(timeout=60)
+            background.terminate()
+            background.wait(timeout=60)
             raise
-    e2e_seconds = time.monotonic() - begun
-    print(f"\n===== cluster e2e ({E2E}), run beside the suite =====")
-    sys.stdout.write(e2e_log.read_text(errors="replace"))
+    background_seconds = time.monotonic() - begun
+    print(f"\n===== {names}, run beside the suite =====")
+    sys.stdout.write(background_log.read_text(errors="replace"))
     sys.stdout.flush()
     teardown_begun = time.monotonic()
     teardown = subprocess.call(_pytest("-p", "no:cacheprovider", TEARDOWN))
     print()
     print(_report("suite", suite, suite_seconds))
-    print(_report("cluster e2e", e2e_code, e2e_seconds))
+    print(_report("background", background_code, background_seconds))
     print(_report("node teardown", teardown, time.monotonic() - teardown_begun))
-    return next((code for code in (suite, e2e_code, teardown) if code != 0), 0)
+    return next((code for code in (suite, background_code, teardown) if code != 0), 0)
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -480,12 +481,25 @@ def _write_status(
             overrides=overrides,
         )
     if results is not None:
-        fields.update(status.analysis_fields(results, now))
+        fields.update(status.analysis_fields(results, now, old.get("lastAnalysis")))
     if all(old.get(k) == v for k, v in fields.items()):
         return  # nothing new: no write, no watch event, no resourceVersion churn
     # conditions keep lastTransitionTime when nothing flipped, so equal lists mean "no change"
     deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
-    body["status"] = {**old, **{k: v for k, v in fields.items() if v is not None}}
+    body["status"] = _merge_patched(old, fields)
+
+
+def _merge_patched(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``old`` after a JSON merge patch (RFC 7386): None removes a key, objects merge deeply."""
+    out = dict(old)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_patched(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _blocked(

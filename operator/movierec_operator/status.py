@@ -149,8 +149,11 @@ def build_conditions(
     return out
 
 
-def analysis_fields(results: Sequence[CheckResult], now: float) -> dict[str, Any]:
-    return {
-        "lastAnalysis": {r.name: r.to_status() for r in results},
-        "lastAnalysisAt": rfc3339(now),
-    }
+def analysis_fields(
+    results: Sequence[CheckResult], now: float, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The analysis for a merge patch: checks of ``previous`` that did not run now are nulled,
+    or the merge would keep them (a canary's `deployment` check after its rollback)."""
+    current: dict[str, Any] = {name: None for name in previous or {}}
+    current.update({r.name: r.to_status() for r in results})
+    return {"lastAnalysis": current, "lastAnalysisAt": rfc3339(now)}

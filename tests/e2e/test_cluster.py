@@ -3,7 +3,8 @@ Security Standard, real pods of the project's images, simulated users through th
 Service, ingestion into the in-cluster PostgreSQL, an upgrade to continuous ingestion and
 ML-gated rollouts, a retrained model rolled out as a canary and promoted on metrics Prometheus
 scraped from the pods and from the deployed online evaluator, a broken version and a worse one
-(trained on shuffled ratings) rolled back, and an uninstall that leaves only volume claims.
+(trained on shuffled ratings) rolled back, one unfair to women rolled back on the fairness
+ratio, and an uninstall that leaves only volume claims.
 
 The cluster is the harness's node (``make services-up ONLY=cluster`` and ``make images``), or any
 cluster given by MOVIEREC_E2E_KUBECONFIG (with KUBECTL and HELM naming the binaries) whose nodes
@@ -477,10 +478,15 @@ def test_07_a_broken_version_is_rolled_back_with_an_event_and_a_reason(
     assert status["rolledBackVersion"] == str(bad.version), status
     assert status["stableVersion"] == "2"
     assert str(bad.version) in status["message"], status
-    events = cluster.get(
-        "events", "--field-selector", f"involvedObject.name={full},reason=RolledBack"
-    )["items"]
-    assert events and events[0]["type"] == "Warning"
+    # the operator posts the Event after it wrote the status: a loaded API server can lag
+    events = wait_for(
+        "the RolledBack event",
+        lambda: cluster.get(
+            "events", "--field-selector", f"involvedObject.name={full},reason=RolledBack"
+        )["items"],
+        timeout=60,
+    )
+    assert events[0]["type"] == "Warning"
     assert events[0]["message"], events[0]
 
 
@@ -496,6 +502,20 @@ def test_08_a_model_trained_on_shuffled_ratings_is_rolled_back_on_engagement(
     assert engagement["verdict"] == "fail", status
     assert engagement["value"] < 0.9 * engagement["stableValue"], engagement
     assert "engagement" in status["message"], status
+
+
+def test_09_a_model_unfair_to_women_is_rolled_back_on_the_fairness_ratio(
+    cluster: Cluster, release: str
+) -> None:
+    # only women's ratings move to other movies: men keep their recommendations, women lose theirs
+    with cluster.timed("unfair challenger registered"):
+        version = _register_challenger(cluster, release, _shuffled_for_women)
+    with cluster.timed("rollback of the unfair version on fairness"):
+        status = _rolled_back(cluster, release, version)
+    fairness = status["lastAnalysis"]["fairness-group-ratio"]
+    assert fairness["verdict"] == "fail", status
+    assert fairness["value"] < 0.8, fairness
+    assert "fairness-group-ratio" in status["message"], status
 
 
 # ---- ML-gate helpers ----------------------------------------------------------------------
@@ -530,6 +550,12 @@ def _movie_permutation(ratings: pd.DataFrame) -> dict[str, str]:
 
 def _shuffled(ratings: pd.DataFrame) -> pd.DataFrame:
     return ratings.assign(movie_id=ratings["movie_id"].map(_movie_permutation(ratings)))
+
+
+def _shuffled_for_women(ratings: pd.DataFrame) -> pd.DataFrame:
+    women = ratings["gender"] == "F"
+    moved = ratings.loc[women, "movie_id"].map(_movie_permutation(ratings))
+    return ratings.assign(movie_id=ratings["movie_id"].where(~women, moved))
 
 
 def _register_challenger(
@@ -579,7 +605,7 @@ def _rolled_back(cluster: Cluster, release: str, version: str) -> dict[str, Any]
     return status
 
 
-def test_09_uninstall_leaves_only_volume_claims(cluster: Cluster, release: str) -> None:
+def test_10_uninstall_leaves_only_volume_claims(cluster: Cluster, release: str) -> None:
     cluster.kubectl("delete", "job", "traffic", "--wait=false", check=False)
     cluster.kubectl("delete", "configmap", "traffic", check=False)
     with cluster.timed("helm uninstall"):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from movierec_operator import status
-from movierec_operator.constants import Phase
+from movierec_operator.analysis import CheckResult
+from movierec_operator.constants import DEPLOYMENT_CHECK, Phase, Verdict
 from movierec_operator.policy import Action, ActionKind, RolloutState
+
+from tests.operator.support import Cluster
 
 NOW = 1_800_000_000.0
 
@@ -99,3 +104,31 @@ def test_inconclusive_rollback_says_what_to_change() -> None:
     assert conds["Progressing"]["message"].startswith(reason + ". Too little data to judge")
     assert "lower minSamples" in conds["Progressing"]["message"]
     assert conds["Promoted"]["message"] == reason
+
+
+def test_a_check_that_did_not_run_leaves_the_stored_analysis(cluster: Cluster) -> None:
+    # A merge patch keeps keys it does not name: the rolled-back canary's `deployment` check
+    # must not sit beside the next canary's checks as if it had just run.
+    cluster.apply(
+        {
+            "apiVersion": "movierec.io/v1alpha1",
+            "kind": "RecommenderModel",
+            "metadata": {"name": "analysed"},
+            "spec": {"modelName": "movies", "replicas": 1},
+        }
+    )
+    success = CheckResult("success-rate", Verdict.PASS, 1.0, 100, ">= 0.95")
+    unavailable = CheckResult(DEPLOYMENT_CHECK, Verdict.FAIL, 0, None, "available", detail="0/1")
+
+    def patch(fields: dict[str, object]) -> dict[str, object]:
+        cluster.kubectl(
+            "patch", "rm", "analysed", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": fields}),
+        )  # fmt: skip
+        stored: dict[str, object] = (cluster.get("rm", "analysed") or {})["status"]["lastAnalysis"]
+        return stored
+
+    first = patch(status.analysis_fields([success, unavailable], NOW))
+    assert set(first) == {"success-rate", DEPLOYMENT_CHECK}
+    second = patch(status.analysis_fields([success], NOW + 10, first))
+    assert second == {"success-rate": success.to_status()}
