@@ -114,7 +114,7 @@ def test_a_check_that_did_not_run_leaves_the_stored_analysis(cluster: Cluster) -
             "apiVersion": "movierec.io/v1alpha1",
             "kind": "RecommenderModel",
             "metadata": {"name": "analysed"},
-            "spec": {"modelName": "movies", "replicas": 1},
+            "spec": {"modelName": "movies", "version": "1", "replicas": 1},
         }
     )
     success = CheckResult("success-rate", Verdict.PASS, 1.0, 100, ">= 0.95")
