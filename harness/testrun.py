@@ -2,8 +2,8 @@
 
 The cluster e2e spends most of its ten minutes waiting for pods, rollout intervals and the
 evaluator's windows, so a second pytest process runs the rest of the suite meanwhile (each test
-has its own namespace, topics and databases). The demo and the Kafka fault tests join the e2e in
-the background process, which balances the two at about a quarter of an hour each on 2 cores.
+has its own namespace, topics and databases). The demo and the Kafka fault and security tests join
+the e2e in the background process, which balances the two at about 16 minutes each on 2 cores.
 The teardown test restarts the shared node, so it runs alone once both are done. Arguments, when
 given, go to one plain pytest run instead.
 """
@@ -16,7 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-BACKGROUND = ("tests/e2e", "tests/ingestor/test_kafka.py")
+BACKGROUND = (
+    "tests/e2e",
+    "tests/ingestor/test_kafka.py",
+    "tests/ingestor/test_kafka_security.py",
+)
 TEARDOWN = "tests/harness/test_cluster_teardown.py"
 LOG_DIR = Path("var/test-logs")
 
