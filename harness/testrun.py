@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,16 +48,25 @@ def run_split() -> int:
         names = " ".join(BACKGROUND)
         print(f"{names} started in the background (pid {background.pid}), log {background_log}")
         sys.stdout.flush()
+        ended: list[float] = []  # when the background run ended, noted by its own thread
+
+        def note_end() -> None:
+            background.wait()
+            ended.append(time.monotonic())
+
+        waiter = threading.Thread(target=note_end, daemon=True)
+        waiter.start()
         try:
             ignored = [f"--ignore={path}" for path in (*BACKGROUND, TEARDOWN)]
             suite = subprocess.call(_pytest(*ignored))
             suite_seconds = time.monotonic() - begun
             background_code = background.wait()
+            waiter.join()
         except BaseException:
             background.terminate()
             background.wait(timeout=60)
             raise
-    background_seconds = time.monotonic() - begun
+    background_seconds = ended[0] - begun
     print(f"\n===== {names}, run beside the suite =====")
     sys.stdout.write(background_log.read_text(errors="replace"))
     sys.stdout.flush()
