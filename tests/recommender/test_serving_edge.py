@@ -272,12 +272,20 @@ def test_connections_past_the_cap_get_a_fast_503(folder: Path, model_dir: Path) 
     with GunicornService(RECOMMENDER_APP, env, workers=1, log_dir=folder) as svc:
         idle = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(8)]
         try:
-            time.sleep(1.5)  # all 8 accepted by the worker (generous: shared, loaded cores)
-            started = time.monotonic()
-            answer = _raw(svc.port, b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", wait=3)
-            assert time.monotonic() - started < 2.0, "not refused at once"
-            code, headers = _status_and_headers(answer)
+            # The worker accepts the 8 from the kernel's queue in its own time (loaded cores):
+            # until it has, a new connection still fits under the cap and gets its 200.
+            request = b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            deadline = time.monotonic() + 15
+            while True:
+                started = time.monotonic()
+                answer = _raw(svc.port, request, wait=3)
+                took = time.monotonic() - started
+                code, headers = _status_and_headers(answer)
+                if code != 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             assert code == 503, answer[:300]
+            assert took < 2.0, f"not refused at once: {took:.1f}s"
             assert headers["Retry-After"] == "1"
             assert headers["X-Model-Version"] == "v7"
         finally:
