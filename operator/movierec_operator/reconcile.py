@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -482,24 +481,12 @@ def _write_status(
         )
     if results is not None:
         fields.update(status.analysis_fields(results, now, old.get("lastAnalysis")))
-    if all(old.get(k) == v for k, v in fields.items()):
+    patched = status.apply_merge_patch(old, fields)
+    if patched == old:
         return  # nothing new: no write, no watch event, no resourceVersion churn
     # conditions keep lastTransitionTime when nothing flipped, so equal lists mean "no change"
     deps.kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], fields)
-    body["status"] = _merge_patched(old, fields)
-
-
-def _merge_patched(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``old`` after a JSON merge patch (RFC 7386): None removes a key, objects merge deeply."""
-    out = dict(old)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge_patched(out[key], value)
-        else:
-            out[key] = value
-    return out
+    body["status"] = patched
 
 
 def _blocked(

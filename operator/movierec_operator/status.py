@@ -152,8 +152,33 @@ def build_conditions(
 def analysis_fields(
     results: Sequence[CheckResult], now: float, previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The analysis for a merge patch: checks of ``previous`` that did not run now are nulled,
-    or the merge would keep them (a canary's `deployment` check after its rollback)."""
-    current: dict[str, Any] = {name: None for name in previous or {}}
-    current.update({r.name: r.to_status() for r in results})
-    return {"lastAnalysis": current, "lastAnalysisAt": rfc3339(now)}
+    """The analysis as a merge patch over ``previous``: what did not come back now is nulled,
+    or the merge would keep it (a rolled-back canary's `deployment` check, a stale stableValue)."""
+    current = {r.name: r.to_status() for r in results}
+    return {"lastAnalysis": merge_patch(previous or {}, current), "lastAnalysisAt": rfc3339(now)}
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: keys ``new`` lacks are
+    null, objects on both sides are patched key by key."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+def apply_merge_patch(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``old`` after a JSON merge patch (RFC 7386): null removes a key, objects merge deeply."""
+    out = dict(old)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = apply_merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out

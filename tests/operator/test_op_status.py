@@ -132,3 +132,18 @@ def test_a_check_that_did_not_run_leaves_the_stored_analysis(cluster: Cluster) -
     assert set(first) == {"success-rate", DEPLOYMENT_CHECK}
     second = patch(status.analysis_fields([success], NOW + 10, first))
     assert second == {"success-rate": success.to_status()}
+
+
+def test_merge_patch_turns_the_old_status_into_the_new() -> None:
+    old = {
+        "engagement": {"verdict": "pass", "value": 0.08, "stableValue": 0.09},
+        DEPLOYMENT_CHECK: {"verdict": "fail"},
+    }
+    new = {"engagement": {"verdict": "inconclusive", "value": None}}
+    patch = status.merge_patch(old, new)
+    assert patch == {
+        DEPLOYMENT_CHECK: None,
+        "engagement": {"verdict": "inconclusive", "value": None, "stableValue": None},
+    }
+    # what the API server stores: nulls remove keys
+    assert status.apply_merge_patch(old, patch) == {"engagement": {"verdict": "inconclusive"}}
