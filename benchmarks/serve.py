@@ -1,7 +1,8 @@
 """Serving speed: /recommend directly and through the router, beside a trivial Flask app.
 
 All three run under the same gunicorn settings (web/gunicorn_conf.py: 2 workers x 4 threads)
-on 127.0.0.1, with a real item-item model trained on >= 100,000 users. Phase 1 measures each
+on 127.0.0.1, with a real item-item model trained on >= 100,000 users; the trivial app also runs
+under gunicorn's stock gthread worker, a second, cheaper baseline. Phase 1 measures each
 one's ceiling with wrk (closed loop) and prints the ratios; phase 2 offers fixed rates (an
 open-loop asyncio generator that times each request from its scheduled start, wrk2-style) at
 50 %, 90 % and 200 % of the measured ceiling and counts slow answers, 5xx, 503s and timeouts.
@@ -184,9 +185,9 @@ def run_paced(
     seconds: int,
     max_id: int,
     connections: int,
-    metrics_url: str | None,
+    metrics_url: dict[str, str] | None,
 ) -> RateResult:
-    before = _fallbacks(metrics_url) if metrics_url else {}
+    before = _fallbacks(metrics_url)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(PACED_LUA % {"rate": rate, "seed": 7, "max_id": max_id})
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s", "-s", lua.name,
@@ -194,7 +195,7 @@ def run_paced(
     text = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
     Path(lua.name).unlink()
     out = text.stdout
-    after = _fallbacks(metrics_url) if metrics_url else {}
+    after = _fallbacks(metrics_url)
     status = {k: int(v) for k, v in re.findall(r"^STATUS (\d+) (\d+)", out, re.M)}
     lat = re.search(r"^LAT p50 (\d+) p99 (\d+) max (\d+)", out, re.M)
     p50, p99, top = (int(x) / 1000 for x in lat.groups()) if lat else (0.0, 0.0, 0.0)
@@ -320,16 +321,33 @@ def _pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
-def _fallbacks(url: str) -> dict[str, float]:
+def _fallbacks(urls: dict[str, str] | None) -> dict[str, float]:
+    """Fallback, shed and failed-upstream counters of each service (`{label: url}`), as
+    `label:reason` -> count: where the non-200 answers of a run came from."""
     from harness.appservice import http_get
 
-    text = http_get(url + "/metrics")[2].decode()
     found: dict[str, float] = {}
-    for reason, value in re.findall(r'movierec_fallbacks_total\{reason="([^"]+)"\} (\S+)', text):
-        found[reason] = found.get(reason, 0.0) + float(value)
-    shed = re.findall(r'movierec_load_shed_total\{reason="([^"]+)"\} (\S+)', text)
-    for reason, value in shed:
-        found[f"shed:{reason}"] = found.get(f"shed:{reason}", 0.0) + float(value)
+    for label, url in (urls or {}).items():
+        text = http_get(url + "/metrics")[2].decode()
+        pairs = re.findall(r'movierec_fallbacks_total\{reason="([^"]+)"\} (\S+)', text)
+        pairs += [
+            (f"shed:{reason}", value)
+            for reason, value in re.findall(
+                r'movierec_load_shed_total\{reason="([^"]+)"\} (\S+)', text
+            )
+        ]
+        pairs += [
+            (f"upstream:{track}:{outcome}", value)
+            for outcome, track, value in re.findall(
+                r'movierec_router_upstream_latency_seconds_count\{outcome="([^"]+)",'
+                r'track="([^"]+)"\} (\S+)',
+                text,
+            )
+            if outcome != "200"
+        ]
+        for reason, value in pairs:
+            key = f"{label}:{reason}"
+            found[key] = found.get(key, 0.0) + float(value)
     return found
 
 
@@ -340,14 +358,14 @@ def run_rate(
     *,
     seconds: float,
     max_id: int,
-    metrics_url: str | None,
+    metrics_url: dict[str, str] | None,
     connections: int = 64,
 ) -> RateResult:
-    before = _fallbacks(metrics_url) if metrics_url else {}
+    before = _fallbacks(metrics_url)
     results, timeouts, errors, offered = asyncio.run(
         _fixed_rate(url, rate, seconds, max_id=max_id, timeout=2.0, connections=connections)
     )
-    after = _fallbacks(metrics_url) if metrics_url else {}
+    after = _fallbacks(metrics_url)
     lat = sorted(ms for ms, _, _ in results)
     served = sorted(ms for _, ms, _ in results)
     status: dict[str, int] = {}
@@ -451,6 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     trivial = Service(
         "serve:trivial_app()", {}, log_dir=logs, extra_args=("--pythonpath", str(HERE))
     )
+    # The same app under gunicorn's stock gthread worker: what a plain Flask deployment gets.
+    # The edge worker reads every request in its loop before a thread parses it again, which
+    # costs the trivial app (not on the fast path) more CPU per answer than gthread does; this
+    # row shows the ratios against the cheaper baseline too.
+    stock = Service(
+        "serve:trivial_app()",
+        {},
+        log_dir=logs,
+        extra_args=("--pythonpath", str(HERE), "--worker-class", "gthread"),
+    )
     rec = Service(
         RECOMMENDER_APP,
         {**common, "MOVIEREC_RECOMMENDER_MODEL": str(model)},
@@ -460,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"config": vars(args), "wrk": [], "rates": []}
     results["load_before"] = [round(x, 1) for x in os.getloadavg()]
     print(f"load average before: {results['load_before']} on {os.cpu_count()} cores")
-    with trivial, rec:
+    with trivial, stock, rec:
         warm = wait_precomputed(rec.url, args.users, 900)
         router = Service(
             ROUTER_APP,
@@ -473,12 +501,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         with router:
             results["answer_table_wait_s"] = round(warm, 1)
-            for svc in (trivial, rec, router):  # warm-up, not recorded
+            for svc in (trivial, stock, rec, router):  # warm-up, not recorded
                 run_wrk("warm", svc.url, 2, args.connections, max_id)
             ceilings = {}
             cpu: dict[str, float] = {}
-            groups = {"trivial": [trivial], "direct": [rec], "router": [router, rec]}
-            for name, svc in (("trivial", trivial), ("direct", rec), ("router", router)):
+            groups = {
+                "trivial": [trivial],
+                "gthread": [stock],
+                "direct": [rec],
+                "router": [router, rec],
+            }
+            runs = (("trivial", trivial), ("gthread", stock), ("direct", rec), ("router", router))
+            for name, svc in runs:
                 pgids = [s.proc.pid for s in groups[name] if s.proc is not None]
                 before_cpu = [group_cpu_seconds(g) for g in pgids]
                 res = run_wrk(name, svc.url, args.seconds, args.connections, max_id)
@@ -504,7 +538,15 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in ratios.items():
                 verdict = "met" if value >= TARGETS[key] else "MISSED"
                 print(f"{key}: {value:.2f} (target >= {TARGETS[key]:.2f}) {verdict}")
+            stock_ratios = {
+                "direct_vs_gthread_trivial": ceilings["direct"].rps / ceilings["gthread"].rps,
+                "router_vs_gthread_trivial": ceilings["router"].rps / ceilings["gthread"].rps,
+            }
+            results["ratios"].update({k: round(v, 3) for k, v in stock_ratios.items()})
+            print("against the trivial app under stock gthread: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in stock_ratios.items()))  # fmt: skip
             results["attack"] = []
+            watched = {"direct": {"rec": rec.url}, "router": {"rec": rec.url, "router": router.url}}
             for name, svc in (("direct", rec), ("router", router)):
                 # normal traffic (half the measured ceiling) while the stalled connections hold on
                 from harness.stalled import StalledClients
@@ -514,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                     res = run_paced(f"{name}@50%+stalled", svc.url, ceilings[name].rps * 0.5,
                                     seconds=args.seconds, max_id=max_id,
                                     connections=args.rate_connections,
-                                    metrics_url=rec.url)  # fmt: skip
+                                    metrics_url=watched[name])  # fmt: skip
                 results["attack"].append({**asdict(res), "stalled_opened": held.opened})
                 errors = sum(v for k, v in res.status.items() if k.startswith("5"))
                 ok = res.p99_ms < 800 and errors == 0 and res.timeouts == 0 and res.errors == 0
@@ -531,10 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                     if gen == "wrk":
                         rate = run_paced(label, svc.url, top * share, seconds=args.seconds,
                                          max_id=max_id, connections=conns,
-                                         metrics_url=rec.url)  # fmt: skip
+                                         metrics_url=watched[name])  # fmt: skip
                     else:
                         rate = run_rate(label, svc.url, top * share, seconds=args.seconds,
-                                        max_id=max_id, metrics_url=rec.url,
+                                        max_id=max_id, metrics_url=watched[name],
                                         connections=conns)  # fmt: skip
                     results["rates"].append(asdict(rate))
                     print(f"{rate.name:23s} target {rate.target_rps:7.0f}/s offered "

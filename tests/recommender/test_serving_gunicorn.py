@@ -187,11 +187,36 @@ def test_scan_request(data: bytes, state: str, status: int, reusable: bool) -> N
 
 
 @pytest.mark.parametrize(
+    ("data", "plain", "keep"),
+    [
+        (GET, True, True),
+        (GET + GET, True, True),  # pipelined: each answered on the fast path, kept open
+        (b"GET /r HTTP/1.0\r\nHost: x\r\n\r\n", True, False),
+        (b"GET /r HTTP/1.1\r\nConnection: close\r\n\r\n", True, False),
+        (b"HEAD /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n", True, True),
+        (b"POST /r HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", False, False),
+        (b"GET /r HTTP/1.1\r\nContent-Length: 2\r\n\r\nab", False, False),
+    ],
+)
+def test_scan_request_says_what_the_fast_path_may_answer(
+    data: bytes, plain: bool, keep: bool
+) -> None:
+    from movierec_recommender.web.http1 import scan_request
+
+    scan = scan_request(data, max_head=8192, max_body=4096)
+    assert (scan.plain, scan.keep) == (plain, keep)
+    if plain:
+        assert scan.target.startswith("/r")
+
+
+@pytest.mark.parametrize(
     ("pending", "per_request", "last_wait", "verdict"),
     [
         (0, 0.0, 0.0, None),
-        (3, 0.01, 0.0, None),  # expects 30 ms of queue
-        (30, 0.01, 0.0, "queue_full"),  # expects 300 ms
+        (3, 0.01, 0.0, None),  # a thread is free: no wait
+        (26, 0.01, 0.0, None),  # 23 ahead of it (beyond 4 busy threads): expects 230 ms
+        (28, 0.01, 0.0, "queue_full"),  # 25 ahead: expects 250 ms
+        (30, 0.01, 0.0, "queue_full"),  # expects 270 ms
         (256, 0.0, 0.0, "queue_full"),  # the hard cap
         (5, 0.0, 1.0, "queue_full"),  # queued behind 4 busy threads, and the last waited 1 s
         (2, 0.0, 1.0, None),  # no queue: an old measurement cannot keep refusing

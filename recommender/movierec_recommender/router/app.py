@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from movierec_recommender.router.assign import Assigner
 from movierec_recommender.router.forward import Upstreams
 from movierec_recommender.router.hotpath import HotMetrics, RecommendHandler
+from movierec_recommender.router.loopforward import LoopUpstreams
 from movierec_recommender.router.ratelimit import RateLimiter
 from movierec_recommender.router.settings import RouterSettings
 from movierec_recommender.web import edge
@@ -107,6 +108,7 @@ def create_app(settings: RouterSettings | None = None, *, assigner: Any = None) 
         assigner=assigner,
         upstreams=upstreams,
         limiter=limiter,
+        loop_upstreams=LoopUpstreams(settings.tracks, settings.connect_timeout_ms / 1000),
     )
     app.extensions["movierec-router"] = RouterState(
         settings=settings,

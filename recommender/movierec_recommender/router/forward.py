@@ -88,23 +88,19 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
     return sock.recv(65536)
 
 
-def _exchange(
-    sock: socket.socket, request: bytes, deadline: float, head: bool = False
-) -> tuple[Upstream, bool]:
-    """Send one GET (or HEAD) and read its answer: (answer, whether the connection can be
-    reused). The answer to a HEAD has headers only, whatever its Content-Length says."""
-    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-    sock.sendall(request)
-    data = _recv(sock, deadline)
-    if not data:
-        raise _StaleError
-    while (end := data.find(b"\r\n\r\n")) < 0:
-        if len(data) > MAX_HEAD:
+def parse_answer(data: bytes, head: bool, eof: bool) -> tuple[Upstream, bool] | None:
+    """The answer at the start of `data`: (answer, whether the connection can be reused), or
+    None while more bytes are needed. `eof`: the upstream closed after `data`. The answer to a
+    HEAD has headers only, whatever its Content-Length says. Raises _ProtocolError for what is
+    not HTTP/1.x we accept (malformed, too big, cut short). Pure: the blocking client and the
+    event-loop one (`router.loopforward`) read the same way."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_HEAD or (eof and data):
             raise _ProtocolError
-        chunk = _recv(sock, deadline)
-        if not chunk:
-            raise _ProtocolError
-        data += chunk
+        if eof:
+            raise _StaleError
+        return None
     lines = data[:end].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
@@ -126,57 +122,80 @@ def _exchange(
         elif key == "connection":
             connection = value.strip().lower()
     reusable = (version == "HTTP/1.1" and connection != "close") or connection == "keep-alive"
+    reusable = reusable and not eof
     body = data[end + 4 :]
     if head or status < 200 or status in {204, 304}:
         return Upstream(status, b"", kept), reusable and not body
     if chunked:
-        body = _read_chunked(sock, body, deadline)
-    elif length is not None:
+        whole = _chunked_body(body)
+        if whole is None:
+            if eof:
+                raise _ProtocolError
+            return None
+        body, rest_len = whole
+        return Upstream(status, body, kept), reusable and rest_len == 0
+    if length is not None:
         if not length.isdigit() or int(length) > MAX_BODY:
             raise _ProtocolError
         size = int(length)
-        while len(body) < size:
-            chunk = _recv(sock, deadline)
-            if not chunk:
+        if len(body) < size:
+            if eof:
                 raise _ProtocolError
-            body += chunk
-        reusable = reusable and len(body) == size  # extra bytes: the stream is out of step
-        body = body[:size]
-    else:  # the body runs until the upstream closes
-        reusable = False
-        while chunk := _recv(sock, deadline):
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise _ProtocolError
-    return Upstream(status, body, kept), reusable
+            return None
+        # extra bytes: the stream is out of step
+        return Upstream(status, body[:size], kept), reusable and len(body) == size
+    if len(body) > MAX_BODY:
+        raise _ProtocolError
+    if not eof:
+        return None  # the body runs until the upstream closes
+    return Upstream(status, body, kept), False
 
 
-def _read_chunked(sock: socket.socket, data: bytes, deadline: float) -> bytes:
-    """A chunked body (no trailers expected; bounded by MAX_BODY)."""
+def _chunked_body(data: bytes) -> tuple[bytes, int] | None:
+    """A chunked body (no trailers expected; bounded by MAX_BODY): (body, bytes left over after
+    it), or None while it is incomplete."""
     body = b""
+    pos = 0
     while True:
-        while (eol := data.find(b"\r\n")) < 0:
-            chunk = _recv(sock, deadline)
-            if not chunk or len(data) > MAX_HEAD:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            if len(data) - pos > MAX_HEAD:
                 raise _ProtocolError
-            data += chunk
-        size_text = data[:eol].split(b";")[0].strip()
+            return None
+        size_text = data[pos:eol].split(b";")[0].strip()
         try:
             size = int(size_text, 16)
         except ValueError:
             raise _ProtocolError from None
+        if size < 0:
+            raise _ProtocolError
         need = eol + 2 + size + 2
-        while len(data) < need:
-            chunk = _recv(sock, deadline)
-            if not chunk:
+        if len(data) < need:
+            if len(body) + size > MAX_BODY:
                 raise _ProtocolError
-            data += chunk
+            return None
         if size == 0:
-            return body
+            return body, len(data) - need
         body += data[eol + 2 : eol + 2 + size]
         if len(body) > MAX_BODY:
             raise _ProtocolError
-        data = data[need:]
+        pos = need
+
+
+def _exchange(
+    sock: socket.socket, request: bytes, deadline: float, head: bool = False
+) -> tuple[Upstream, bool]:
+    """Send one GET (or HEAD) and read its answer: (answer, whether the connection can be
+    reused)."""
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    sock.sendall(request)
+    data = b""
+    while True:
+        chunk = _recv(sock, deadline)
+        data += chunk
+        parsed = parse_answer(data, head, eof=not chunk)
+        if parsed is not None:
+            return parsed
 
 
 class Upstreams:
@@ -184,7 +203,7 @@ class Upstreams:
 
     def __init__(self, tracks: dict[str, str], pool_size: int, connect_timeout: float) -> None:
         self.connect_timeout = connect_timeout
-        self.pool_size = pool_size  # kept for settings compatibility: one connection per thread
+        self.pool_size = pool_size  # the blocking path: one connection per thread and upstream
         self._targets = {name: _Target(url) for name, url in tracks.items()}
         self._tls: ssl.SSLContext | None = None
         self._local = threading.local()

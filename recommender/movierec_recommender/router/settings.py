@@ -25,7 +25,12 @@ class RouterSettings(BaseSettings):
         default=250.0, gt=0, description="time a non-stable track gets before stable answers"
     )
     connect_timeout_ms: float = Field(default=100.0, gt=0)
-    pool_size: int = Field(default=16, ge=1, description="keep-alive connections per upstream")
+    pool_size: int = Field(
+        default=64,
+        ge=1,
+        description="upstream calls in flight at once per worker (and keep-alive connections "
+        "per upstream); more requests wait in order, and are shed after waiting 250 ms",
+    )
 
     rate_limit_rps: float = Field(
         default=100.0, ge=0, description="requests/s per client and worker (0 = no limit)"

@@ -1,7 +1,8 @@
 """Admission: the one place that decides whether a request is answered or refused with 503.
 
 Pure: the worker passes what it measured, the policy says admit (None) or why not. Two points:
-on arrival (before the request is queued for a thread) and on start (when a thread takes it).
+on arrival (before the request is queued for a thread, or for one of the event loop's answer
+slots) and on start (when a thread or a slot takes it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ class AdmissionPolicy:
         """A complete request: refuse it when it would wait past the limit in the queue."""
         if load.pending >= self.max_pending:
             return "queue_full"
-        if load.pending * load.per_request_s >= self.shed_wait:
+        # It waits for the requests queued ahead of it (those beyond the busy threads), one
+        # finishing every `per_request_s`.
+        ahead = load.pending - load.threads + 1
+        if ahead > 0 and ahead * load.per_request_s >= self.shed_wait:
             return "queue_full"
         # Measured, not estimated: while requests are queued behind busy threads and the last
         # one a thread took had waited past the limit, a new one would wait at least as long.

@@ -17,6 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from movierec_recommender.web.contract import RECOMMEND_PREFIX, wants_json
+from movierec_recommender.web.loop import Loop
 from movierec_recommender.web.reply import (
     JSON,
     TEXT,
@@ -55,6 +56,31 @@ class Handler(Protocol):
         ...
 
 
+class AsyncHandler(Handler, Protocol):
+    """A handler that can also answer in the worker's event loop (the router: its answer is
+    mostly a wait for an upstream, which the loop can do without holding a thread)."""
+
+    loop_slots: int  # answers the loop makes at once per worker; more wait in order
+
+    def recommend_async(
+        self, raw_id: str, environ: Environ, head: bool, loop: Loop,
+        done: Callable[[Reply], None],
+    ) -> bool:  # fmt: skip
+        """Start the answer; `done(reply)` once, in the loop. False: use `recommend` instead."""
+        ...
+
+
+def _recommend_id(environ: Environ) -> str | None:
+    """The raw id of a `GET`/`HEAD /recommend/<id>` request, else None."""
+    path: str = environ.get("PATH_INFO", "")
+    if not path.startswith(RECOMMEND_PREFIX):
+        return None
+    raw = path[len(RECOMMEND_PREFIX) :]
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or not raw or "/" in raw:
+        return None
+    return raw
+
+
 class Edge:
     """The service as gunicorn sees it (`wsgi:create()` returns this)."""
 
@@ -62,23 +88,40 @@ class Edge:
         self.app = app
         self.handler = handler
         self.draining = False
+        self._start_async: Callable[..., bool] | None = getattr(handler, "recommend_async", None)
+        self.loop_slots: int = getattr(handler, "loop_slots", 16)
 
     def fast(self, environ: Environ) -> Reply | None:
         """The answer to `GET`/`HEAD /recommend/<id>`, or None for anything else. The worker
         calls this directly for plain requests (no WSGI round trip); `__call__` for the rest."""
-        path: str = environ.get("PATH_INFO", "")
-        if not path.startswith(RECOMMEND_PREFIX):
-            return None
-        method = environ.get("REQUEST_METHOD")
-        raw = path[len(RECOMMEND_PREFIX) :]
-        if method not in ("GET", "HEAD") or not raw or "/" in raw:
+        raw = _recommend_id(environ)
+        if raw is None:
             return None
         try:
-            return self.handler.recommend(raw, environ, method == "HEAD")
+            return self.handler.recommend(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
         except Exception:
-            log.exception("unhandled error on %s", path[:60])
-            version, track = self.identity()
-            return short_reply(500, "internal error", False, model_version=version, track=track)
+            return self._internal_error(environ)
+
+    def fast_async(self, environ: Environ, loop: Loop, done: Callable[[Reply], None]) -> bool:
+        """Answer `GET`/`HEAD /recommend/<id>` in the worker's event loop when the handler can
+        (`AsyncHandler`): True when `done(reply)` was or will be called, once, in the loop;
+        False to take the thread path instead."""
+        start = self._start_async
+        if start is None:
+            return False
+        raw = _recommend_id(environ)
+        if raw is None:
+            return False
+        try:
+            return start(raw, environ, environ["REQUEST_METHOD"] == "HEAD", loop, done)
+        except Exception:
+            done(self._internal_error(environ))
+            return True
+
+    def _internal_error(self, environ: Environ) -> Reply:
+        log.exception("unhandled error on %s", str(environ.get("PATH_INFO", ""))[:60])
+        version, track = self.identity()
+        return short_reply(500, "internal error", False, model_version=version, track=track)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         reply = self.fast(environ)

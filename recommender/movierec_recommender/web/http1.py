@@ -18,7 +18,9 @@ class Scan:
     status: int = 0  # what to answer (ERROR)
     reusable: bool = False  # exactly one bodyless HTTP/1.1 GET/HEAD that does not ask to close
     head_only: bool = False  # a HEAD request: an answer to it has no body
-    # of a reusable request, what the worker's fast path needs (it skips gunicorn's parser)
+    plain: bool = False  # a bodyless GET or HEAD: the worker's fast path may answer it
+    keep: bool = False  # plain, HTTP/1.1 and not asking to close: the connection may stay open
+    # of a plain request, what the worker's fast path needs (it skips gunicorn's parser)
     target: str = ""
     accept: str | None = None
     forwarded_for: str | None = None
@@ -82,20 +84,17 @@ def scan_request(
     if len(buf) < total:
         return Scan(BODY)
     head_only = method == b"HEAD"
-    reusable = (
-        method in {b"GET", b"HEAD"}
-        and version == b"HTTP/1.1"
-        and size == 0
-        and not close
-        and len(buf) == total
-    )
-    if not reusable:
+    plain = method in {b"GET", b"HEAD"} and size == 0
+    if not plain:
         return Scan(COMPLETE, end=total, head_only=head_only)
+    keep = version == b"HTTP/1.1" and not close
     return Scan(
         COMPLETE,
         end=total,
-        reusable=True,
+        reusable=keep and len(buf) == total,
         head_only=head_only,
+        plain=True,
+        keep=keep,
         target=parts[1].decode("latin-1"),
         accept=accept.decode("latin-1") if accept is not None else None,
         forwarded_for=b", ".join(forwarded).decode("latin-1") if forwarded else None,

@@ -39,12 +39,16 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from movierec_recommender.web.admission import AdmissionPolicy, Load
 from movierec_recommender.web.http1 import BODY, COMPLETE, ERROR, Scan, scan_request
+from movierec_recommender.web.loop import LoopServices
 from movierec_recommender.web.reply import NONE, raw_answer
 from movierec_recommender.web.settings import EdgeSettings
 
 QUEUE_WAIT_KEY = "movierec.queue_wait"  # environ: seconds the request waited for a thread
 
-IDLE, READING, BUSY, CLOSED = "idle", "reading", "busy", "closed"
+IDLE, READING, BUSY, WRITING, CLOSED = "idle", "reading", "busy", "writing", "closed"
+# A request answered in the loop (`Edge.fast_async`) ends within the app's own deadline (the
+# router's 800 ms budget); past this the worker answers 504 itself, so nothing can hang a client.
+FORWARD_LIMIT_S = 10.0
 _MESSAGES = {
     400: "bad request",
     408: "request timeout",
@@ -53,6 +57,7 @@ _MESSAGES = {
     414: "request line too long",
     431: "request header fields too large",
     500: "internal error",
+    504: "gateway timeout",
 }
 _BAD_REQUEST = (
     http_errors.InvalidRequestLine,
@@ -83,6 +88,27 @@ class EdgeConn(TConn):  # type: ignore[misc]
         self.registered = False
         self.scan = Scan(COMPLETE)
         self.enqueued_at = 0.0
+        self.out = b""  # the rest of an answer the client has not taken yet (WRITING)
+        self.keep_after = False
+
+
+class _Forwarded:
+    """The completion of one request answered in the loop; only its first call counts."""
+
+    __slots__ = ("called", "conn", "gen", "head_only", "started", "worker")
+
+    def __init__(self, worker: EdgeWorker, conn: EdgeConn) -> None:
+        self.started = time.monotonic()
+        self.worker = worker
+        self.conn = conn
+        self.gen = conn.gen
+        self.head_only = conn.scan.head_only
+        self.called = False
+
+    def __call__(self, reply: Any) -> None:
+        if not self.called:
+            self.called = True
+            self.worker._forwarded(self, reply)
 
 
 class EdgeWorker(ThreadWorker):  # type: ignore[misc]
@@ -103,20 +129,34 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             "idle": deque(),
             "head": deque(),
             "body": deque(),
+            "write": deque(),
+            "forward": deque(),
         }
         self._limits = {
             "idle": self.edge.keepalive_s,
             "head": self.edge.header_timeout_s,
             "body": self.edge.body_timeout_s,
+            "write": self.edge.write_timeout_s,
+            "forward": FORWARD_LIMIT_S,
         }
         self._counters: dict[str, Any] = {}
         self._fast: Any = None
+        self._fast_async: Any = None
+        self.forwarding = 0  # requests being answered in the loop
+        self.waiting: deque[EdgeConn] = deque()  # admitted for the loop, waiting for a slot
+        self.forward_latency = 0.0  # moving average of how long those answers took, seconds
+        self.last_forward_wait = 0.0
+        self.slots = 1
+        self._starting = False
         super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         # the edge's direct entry: plain `/recommend` requests skip gunicorn's parser and WSGI
         self._fast = getattr(self.wsgi, "fast", None)
+        if getattr(self.wsgi, "_start_async", None) is not None:
+            self._fast_async = self.wsgi.fast_async
+            self.slots = max(1, int(self.wsgi.loop_slots))
 
     # -- identity and counting ---------------------------------------------------------------
 
@@ -183,6 +223,8 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
 
     def _wait(self, conn: EdgeConn, timer: str) -> None:
         """Put the connection in the event loop with a timer (idle, head or body)."""
+        if conn.phase == WRITING:
+            self._unregister(conn)  # it was watched for writing
         conn.gen += 1
         conn.phase = IDLE if timer == "idle" else READING
         conn.in_body = timer == "body"
@@ -255,6 +297,9 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             self._close(conn)
             return
         conn.scan = scan
+        if self._fast_async is not None and scan.plain and "%" not in scan.target:
+            self._forward(conn)
+            return
         with self._count_lock:
             load = Load(
                 pending=self.pending,
@@ -270,11 +315,132 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             self._shed(conn, reason)
             return
         conn.enqueued_at = time.monotonic()
+        self._submit(conn)
+
+    def _submit(self, conn: EdgeConn) -> None:
+        """Queue an admitted request (counted in `pending`) for a thread."""
         fs = self.tpool.submit(self.handle, conn)
         fs.conn = conn
         with self._count_lock:
             self.inflight.add(fs)
         fs.add_done_callback(self.finish_request)
+
+    # -- answers made in the loop ------------------------------------------------------------
+
+    def _forward(self, conn: EdgeConn) -> None:
+        """A plain request for the app's loop path. The loop makes at most `slots` answers at
+        once (the app's upstream calls in flight); more wait in order. Admission is the thread
+        path's, with slots for threads: the same rules, measured the same way."""
+        with self._count_lock:
+            load = Load(
+                pending=self.forwarding + len(self.waiting),
+                per_request_s=self.forward_latency / self.slots,
+                last_wait_s=self.last_forward_wait,
+                threads=self.slots,
+                connections=self.nr_conns,
+            )
+        reason = self.policy.on_arrival(load)
+        if reason is not None:
+            self._shed(conn, reason)
+            return
+        conn.enqueued_at = time.monotonic()
+        self.waiting.append(conn)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start waiting requests while slots are free (not re-entered: an answer made at once
+        finishes inside, and the outer call goes on with the queue)."""
+        if self._starting:
+            return
+        self._starting = True
+        try:
+            while self.waiting and self.forwarding < self.slots:
+                conn = self.waiting.popleft()
+                if conn.phase != CLOSED:
+                    self._start_forward(conn)
+        finally:
+            self._starting = False
+
+    def _start_forward(self, conn: EdgeConn) -> None:
+        waited = time.monotonic() - conn.enqueued_at
+        self.last_forward_wait = waited
+        reason = self.policy.on_start(waited)
+        if reason is not None:
+            self._shed(conn, reason)
+            return
+        done = _Forwarded(self, conn)
+        self._timers["forward"].append((time.monotonic() + FORWARD_LIMIT_S, conn, conn.gen))
+        self.forwarding += 1
+        if self._fast_async(self._environ(conn, conn.scan, waited), self.loop, done):
+            return
+        # the app cannot answer in the loop now (upstream address not known yet): a thread does
+        self.forwarding -= 1
+        conn.gen += 1  # the safety timer set above no longer applies
+        with self._count_lock:
+            self.pending += 1
+        self._submit(conn)
+
+    def _forwarded(self, done: _Forwarded, reply: Any) -> None:
+        self.forwarding -= 1
+        self.forward_latency += 0.05 * (time.monotonic() - done.started - self.forward_latency)
+        try:
+            self._write_forwarded(done, reply)
+        finally:
+            self._start_waiting()
+
+    def _write_forwarded(self, done: _Forwarded, reply: Any) -> None:
+        conn = done.conn
+        if conn.gen != done.gen or conn.phase == CLOSED:
+            return  # the client went away, or the safety timer answered first
+        data, keep = self._reply_bytes(conn, reply, done.head_only)
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        if sent == len(data):
+            self._answered(conn, keep)
+            return
+        # The client is not reading (or pipelines faster than it reads): finish the write as
+        # the socket drains, bounded by the write timeout; the loop does not block on it.
+        conn.out = data[sent:]
+        conn.keep_after = keep
+        conn.phase = WRITING
+        conn.gen += 1
+        self._timers["write"].append((time.monotonic() + self.edge.write_timeout_s, conn, conn.gen))
+        conn.registered = True
+        self.loop.watch(conn.sock, selectors.EVENT_WRITE, partial(self._writable, conn))
+
+    def _writable(self, conn: EdgeConn, client: socket.socket) -> None:
+        if conn.phase != WRITING:
+            return
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        conn.out = conn.out[sent:]
+        if not conn.out:
+            self._answered(conn, conn.keep_after)
+
+    def _answered(self, conn: EdgeConn, keep: bool) -> None:
+        """After a loop answer went out: close, wait for the next request, or scan the one
+        already read (on the next turn of the loop: a pipelining client cannot recurse it)."""
+        if not (keep and self.alive):
+            self._close(conn)
+        elif conn.buf:
+            self._wait(conn, "head")
+            self.loop.call_at(0.0, partial(self._advance_if_reading, conn, conn.gen))
+        else:
+            self._wait(conn, "idle")
+
+    def _advance_if_reading(self, conn: EdgeConn, gen: int) -> None:
+        if conn.gen == gen and conn.phase == READING:
+            self._advance(conn)
 
     def _shed(self, conn: EdgeConn, reason: str) -> None:
         """503 in the loop. The connection stays open when that is safe (exactly one bodyless
@@ -298,16 +464,21 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
                 _, conn, gen = timers.popleft()
                 if conn.gen != gen or conn.phase == CLOSED:
                     continue  # the connection moved on since this timer was set
-                if name != "idle":
+                if name in ("head", "body"):
                     self._answer_raw(conn, 408)
                     self._count("movierec_http_refused_total", "408")
+                elif name == "forward":
+                    self.log.error("a loop answer missed its deadline: 504")
+                    self._answer_raw(conn, 504)
                 self._close(conn)
 
     def _next_timeout(self, now: float) -> float:
         due = [timers[0][0] for timers in self._timers.values() if timers]
         if self.drain_until is not None:
             due.append(self.drain_until)
-        return max(0.01, min([1.0, *(d - now for d in due)]))
+        timeout = max(0.01, min([1.0, *(d - now for d in due)]))
+        next_call = self.loop.next_due()  # a pipelined request is due at once: no floor
+        return timeout if next_call is None else max(0.0, min(timeout, next_call - now))
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -329,7 +500,7 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
                 del conn.buf[: conn.scan.end]
                 return keep, conn
             scan = conn.scan
-            if scan.reusable and self._fast is not None and "%" not in scan.target:
+            if scan.plain and self._fast is not None and "%" not in scan.target:
                 reply = self._fast(self._environ(conn, scan, waited))
                 if reply is not None:
                     return self._send_fast(conn, reply, scan.head_only), conn
@@ -374,15 +545,21 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             environ["HTTP_X_FORWARDED_FOR"] = scan.forwarded_for
         return environ
 
-    def _send_fast(self, conn: EdgeConn, reply: Any, head_only: bool) -> bool:
-        """Write a fast-path answer in one go; True when the connection stays open."""
+    def _reply_bytes(self, conn: EdgeConn, reply: Any, head_only: bool) -> tuple[bytes, bool]:
+        """A fast-path answer as bytes and whether the connection stays open after it; the
+        request it answers leaves the connection's buffer."""
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
-        keep = self.alive and self.drain_until is None and bool(self.edge.keepalive_s)
-        data = reply.http_bytes(keep_alive=keep, head_only=head_only)
+        keep = conn.scan.keep and self.alive and self.drain_until is None
+        keep = keep and bool(self.edge.keepalive_s)
         del conn.buf[: conn.scan.end]
+        return reply.http_bytes(keep_alive=keep, head_only=head_only), keep
+
+    def _send_fast(self, conn: EdgeConn, reply: Any, head_only: bool) -> bool:
+        """Write a fast-path answer in one go (a thread's); True when the connection stays open."""
+        data, keep = self._reply_bytes(conn, reply, head_only)
         sock = conn.sock
         try:
             sent = sock.send(data)  # almost always all of it, without a blocking round trip
@@ -509,6 +686,7 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             pass
 
     def run(self) -> None:
+        self.loop = LoopServices(self.poller, self._lock)
         for sock in self.sockets:
             sock.setblocking(False)
             # the listener's name can be gone during shutdown: capture it once here
@@ -525,26 +703,35 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             if now - beat > 1.0:  # the arbiter's heartbeat is a syscall: not once per event
                 self.notify()
                 beat = now
-            for key, _ in self.poller.select(self._next_timeout(now)):
-                try:
-                    key.data(key.fileobj)
-                except Exception:  # one connection's failure must not take the worker down
-                    self.log.exception("error in the event loop")
+            self._turn(now)
             if not self.is_parent_alive():
                 break
-            now = time.monotonic()
-            self._expire(now)
-            if self.drain_until is not None and now >= self.drain_until:
+            if self.drain_until is not None and time.monotonic() >= self.drain_until:
                 self.alive = False
         for sock in self.sockets:  # readiness went false `drain_s` ago: stop listening now
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(sock)
             sock.close()
+        # answers being made in the loop finish in the loop (each within its own deadline)
+        stop_by = time.monotonic() + self.cfg.graceful_timeout
+        while (self.forwarding > 0 or self.waiting) and time.monotonic() < stop_by:
+            self._turn(time.monotonic())
         self.tpool.shutdown(wait=False)
         with self._count_lock:
             running = list(self.inflight)
         futures.wait(running, timeout=self.cfg.graceful_timeout)
         self.poller.close()
+
+    def _turn(self, now: float) -> None:
+        """One turn of the loop: wait for events or the next timer, act on them."""
+        for key, _ in self.poller.select(self._next_timeout(now)):
+            try:
+                key.data(key.fileobj)
+            except Exception:  # one connection's failure must not take the worker down
+                self.log.exception("error in the event loop")
+        now = time.monotonic()
+        self._expire(now)
+        self.loop.run_due(now)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         self.alive = False
