@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from movierec_recommender.router.flagdata import write_flag_file
+from movierec_recommender.router.forward import Upstream
+from movierec_recommender.router.loopforward import LoopUpstreams
+from movierec_recommender.web.loop import LoopServices
 
-from harness.appservice import ROUTER_APP, Service, http_get
+from harness.appservice import ROUTER_APP, Service, free_port, http_get
 
 
 class RawUpstream:
@@ -305,3 +309,50 @@ def test_sigterm_lets_routed_answers_in_flight_finish(
             answers = [f.result() for f in futures]
         router.proc.wait(15)
     assert [a[0] for a in answers] == [200] * 8, [a[:3] for a in answers]
+
+
+def test_a_track_named_by_host_name_is_looked_up_off_the_loop(
+    tmp_path: Path, upstreams: dict[str, RawUpstream]
+) -> None:
+    stable = upstreams["stable"]
+    with _router(tmp_path, {"stable": f"http://localhost:{stable.port}"}, {"stable": 100}) as r:
+        answers = [http_get(f"{r.url}/recommend/{u}") for u in range(20)]
+    assert [a[0] for a in answers] == [200] * 20
+    assert [a[2] for a in answers] == [f"stable:/recommend/{u}".encode() for u in range(20)]
+
+
+def _drive(loop: LoopServices, selector: selectors.BaseSelector, until: Callable[[], bool]) -> None:
+    """Run the loop's events and timers (as the worker does) until `until()` or 3 s."""
+    deadline = time.monotonic() + 3.0
+    while not until() and time.monotonic() < deadline:
+        for key, _ in selector.select(0.05):
+            key.data(key.fileobj)
+        loop.run_due(time.monotonic())
+
+
+def test_a_refused_address_fails_over_to_the_next_and_is_remembered(
+    upstreams: dict[str, RawUpstream],
+) -> None:
+    """A name with two addresses, the first refusing (a dual-stack name whose service listens on
+    one): the call goes to the second, and later calls try that one first."""
+    stable = upstreams["stable"]
+    dead = free_port()
+    selector = selectors.DefaultSelector()
+    loop = LoopServices(selector, threading.RLock())
+    calls = LoopUpstreams({"stable": stable.url}, connect_timeout=0.5)
+    address = calls._addresses["stable"]
+    live = (socket.AF_INET, ("127.0.0.1", stable.port))
+    address.value = [(socket.AF_INET, ("127.0.0.1", dead)), live]
+    answers: list[Upstream] = []
+    for uid in (1, 2):
+        calls.call(loop, "stable", f"/recommend/{uid}", accept=None, timeout=2.0, head=False,
+                   done=answers.append)  # fmt: skip
+        _drive(loop, selector, lambda n=uid: len(answers) == n)
+    calls.close()
+    selector.close()
+    assert [(a.status, a.body, a.error) for a in answers] == [
+        (200, b"stable:/recommend/1", None),
+        (200, b"stable:/recommend/2", None),
+    ]
+    assert address.value[0] == live
+    assert stable.connections == 1  # the second call reused the first's connection

@@ -45,12 +45,13 @@ Done = Callable[[Upstream], None]
 
 
 class _Address:
-    """One track's socket address, refreshed in a thread every RESOLVE_EVERY_S."""
+    """One track's socket addresses (all a lookup gives, the one that last worked first),
+    refreshed in a thread every RESOLVE_EVERY_S."""
 
     def __init__(self, target: _Target) -> None:
         self.target = target
-        self.value: tuple[int, Any] | None = None  # (family, sockaddr)
-        self.resolved_at = 0.0
+        self.value: list[tuple[int, Any]] = []  # (family, sockaddr) each
+        self.resolved_at = float("-inf")
         self.resolving = False
         self.lock = threading.Lock()
         try:  # an IP address needs no lookup: known at once, for good
@@ -59,14 +60,14 @@ class _Address:
         except OSError:
             self.current()  # a name: looked up from now on, in a thread
 
-    def _lookup(self, flags: int = 0) -> tuple[int, Any]:
+    def _lookup(self, flags: int = 0) -> list[tuple[int, Any]]:
         infos = socket.getaddrinfo(
             self.target.host, self.target.port, type=socket.SOCK_STREAM, flags=flags
         )
-        family, _, _, _, sockaddr = infos[0]
-        return family, sockaddr
+        return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
 
-    def current(self) -> tuple[int, Any] | None:
+    def current(self) -> list[tuple[int, Any]]:
+        """The addresses to try in order (empty until the first lookup is done)."""
         if time.monotonic() - self.resolved_at > RESOLVE_EVERY_S:
             with self.lock:
                 start = not self.resolving
@@ -75,11 +76,26 @@ class _Address:
                 threading.Thread(target=self._resolve, name="resolve", daemon=True).start()
         return self.value
 
+    def worked(self, address: tuple[int, Any]) -> None:
+        """Try this one first from now on (as `socket.create_connection` finds, each time)."""
+        if self.value and self.value[0] != address and address in self.value:
+            self.value = [address, *(a for a in self.value if a != address)]
+
+    def invalidate(self) -> None:
+        """Every address failed: look the name up again at the next use (a Service recreated
+        with a new address is then found at once, not up to RESOLVE_EVERY_S later)."""
+        if self.resolved_at != float("inf"):
+            self.resolved_at = float("-inf")
+
     def _resolve(self) -> None:
         try:
-            self.value = self._lookup()
+            found = self._lookup()
+            first = self.value[0] if self.value else None
+            self.value = found
+            if first is not None:
+                self.worked(first)
             self.resolved_at = time.monotonic()
-        except OSError as exc:  # kept: the last good address; retried on the next check
+        except OSError as exc:  # kept: the last good addresses; retried on the next check
             log.warning("cannot resolve %s: %s", self.target.host, exc)
             self.resolved_at = time.monotonic() - RESOLVE_EVERY_S + 1.0
         finally:
@@ -91,6 +107,7 @@ class _Call:
     """One request to one upstream, driven by socket events and one deadline timer."""
 
     __slots__ = (
+        "address",
         "data",
         "deadline",
         "done",
@@ -117,6 +134,7 @@ class _Call:
         self.reused = False
         self.retried = False
         self.finished = False
+        self.address = 0  # which of the track's addresses a new connection tries
         self.timer: Timer | None = None
 
 
@@ -138,7 +156,7 @@ class LoopUpstreams:
             return False
         ready = True
         for address in self._addresses.values():
-            ready = address.current() is not None and ready
+            ready = bool(address.current()) and ready
         return ready
 
     def call(
@@ -161,21 +179,26 @@ class LoopUpstreams:
             self._send(loop, call)
             return
         call.reused = False
-        address = self._addresses[call.track].current()
-        if address is None:
+        self._connect(loop, call)
+
+    def _connect(self, loop: Loop, call: _Call) -> None:
+        """A new connection to the track's next address to try."""
+        addresses = self._addresses[call.track].current()
+        if call.address >= len(addresses):
             self._finish(loop, call, "connect")
             return
-        family, sockaddr = address
+        family, sockaddr = addresses[call.address]
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
-            self._finish(loop, call, "connect")
+            self._next_address(loop, call)
             return
         call.sock = sock
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(sockaddr)
         if err == 0:
+            self._addresses[call.track].worked((family, sockaddr))
             self._send(loop, call)
         elif err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
             connect_by = min(call.deadline, time.monotonic() + self.connect_timeout)
@@ -183,22 +206,38 @@ class LoopUpstreams:
                 timer = loop.call_at(connect_by, lambda: self._connect_late(loop, call, sock))
             else:
                 timer = None
-            loop.watch(sock, WRITE, lambda _s: self._connected(loop, call, sock, timer))
+            address = (family, sockaddr)
+            loop.watch(sock, WRITE, lambda _s: self._connected(loop, call, sock, timer, address))
         else:
-            self._finish(loop, call, "connect")
+            self._next_address(loop, call)
+
+    def _next_address(self, loop: Loop, call: _Call) -> None:
+        """The connection was refused: the next address, or (none left) a connect failure and
+        a fresh lookup for the next call."""
+        self._drop(loop, call)
+        call.address += 1
+        if call.address < len(self._addresses[call.track].current()):
+            self._connect(loop, call)
+            return
+        self._addresses[call.track].invalidate()
+        self._finish(loop, call, "connect")
 
     def _connect_late(self, loop: Loop, call: _Call, sock: socket.socket) -> None:
         if call.sock is sock and not call.finished:
             self._finish(loop, call, "timeout")
 
-    def _connected(self, loop: Loop, call: _Call, sock: socket.socket, timer: Timer | None) -> None:
+    def _connected(
+        self, loop: Loop, call: _Call, sock: socket.socket, timer: Timer | None,
+        address: tuple[int, Any],
+    ) -> None:  # fmt: skip
         if timer is not None:
             timer.cancel()
         if call.sock is not sock or call.finished:
             return
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-            self._finish(loop, call, "connect")
+            self._next_address(loop, call)
             return
+        self._addresses[call.track].worked(address)
         self._send(loop, call)
 
     def _send(self, loop: Loop, call: _Call) -> None:
