@@ -119,6 +119,7 @@ def _router(
         "MOVIEREC_ROUTER_FLAGS_FILE": str(flags),
         "MOVIEREC_ROUTER_RATE_LIMIT_RPS": "0",
         "MOVIEREC_ROUTER_CANARY_TIMEOUT_MS": "200",
+        "MOVIEREC_EDGE_DRAIN_S": "0",  # nothing to drain for at the end of a test
         **env,
     }
     # /readyz calls stable; a hanging or slow stable must not keep the router from starting
@@ -257,7 +258,7 @@ def test_a_client_that_does_not_read_blocks_nobody_and_is_dropped(
     stable = upstreams["stable"]
     stable.padding = 50_000  # 2,000 answers: 100 MB, far more than any socket buffers
     with _router(
-        tmp_path, {"stable": stable.url}, {"stable": 100}, MOVIEREC_EDGE_WRITE_TIMEOUT_S="2"
+        tmp_path, {"stable": stable.url}, {"stable": 100}, MOVIEREC_EDGE_WRITE_TIMEOUT_S="1"
     ) as router:
         greedy = socket.socket()
         greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -278,7 +279,7 @@ def test_a_client_that_does_not_read_blocks_nobody_and_is_dropped(
         assert max(o[3] for o in others) < 0.5
         answered_before = stable.requests
         assert answered_before > 10
-        time.sleep(3.0)  # past the write timeout: the greedy connection is closed
+        time.sleep(2.0)  # past the write timeout: the greedy connection is closed
         greedy.settimeout(5.0)
         closed = False
         try:
