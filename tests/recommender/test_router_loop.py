@@ -249,6 +249,32 @@ def test_without_stable_the_answer_is_a_503_within_the_budget(
     assert took < 1.0
 
 
+def test_pipelined_get_head_and_close_are_answered_in_order(
+    tmp_path: Path, upstreams: dict[str, RawUpstream]
+) -> None:
+    stable = upstreams["stable"]
+    with (
+        _router(tmp_path, {"stable": stable.url}, {"stable": 100}) as router,
+        socket.create_connection(("127.0.0.1", router.port), timeout=5) as sock,
+    ):
+        sock.sendall(
+            b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"HEAD /recommend/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /recommend/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes after the third answer
+            data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200"] * 3, data[:600]
+    assert answers[0].endswith(b"stable:/recommend/1")
+    assert answers[1].endswith(b"\r\n\r\n")  # HEAD: no body
+    assert b"Connection: keep-alive" in answers[1]
+    assert b"Connection: close" in answers[2]
+    assert answers[2].endswith(b"stable:/recommend/3")
+    assert stable.requests == 3
+
+
 def test_a_client_that_does_not_read_blocks_nobody_and_is_dropped(
     tmp_path: Path, upstreams: dict[str, RawUpstream]
 ) -> None:
