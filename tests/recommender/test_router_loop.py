@@ -268,7 +268,9 @@ def test_pipelined_get_head_and_close_are_answered_in_order(
     answers = data.split(b"HTTP/1.1 ")[1:]
     assert [a[:3] for a in answers] == [b"200"] * 3, data[:600]
     assert answers[0].endswith(b"stable:/recommend/1")
-    assert answers[1].endswith(b"\r\n\r\n")  # HEAD: no body
+    assert answers[1].endswith(b"\r\n\r\n")  # HEAD: no body, the GET's length
+    assert b"Content-Length: 19\r\n" in answers[0]
+    assert b"Content-Length: 19\r\n" in answers[1]
     assert b"Connection: keep-alive" in answers[1]
     assert b"Connection: close" in answers[2]
     assert answers[2].endswith(b"stable:/recommend/3")

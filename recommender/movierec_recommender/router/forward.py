@@ -47,6 +47,7 @@ class Upstream:
     body: bytes
     headers: dict[str, str]
     error: str | None = None  # "timeout" | "connect" | "protocol" | None
+    length: int | None = None  # of a HEAD: the Content-Length the upstream announced
 
 
 class _Target:
@@ -125,7 +126,8 @@ def parse_answer(data: bytes, head: bool, eof: bool) -> tuple[Upstream, bool] | 
     reusable = reusable and not eof
     body = data[end + 4 :]
     if head or status < 200 or status in {204, 304}:
-        return Upstream(status, b"", kept), reusable and not body
+        announced = int(length) if head and length is not None and length.isdigit() else None
+        return Upstream(status, b"", kept, length=announced), reusable and not body
     if chunked:
         whole = _chunked_body(body)
         if whole is None:

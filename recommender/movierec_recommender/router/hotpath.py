@@ -228,7 +228,7 @@ class RecommendHandler:
         self.metrics.requests.observe(
             COMPONENT, answered_by, version, up.status, time.perf_counter() - started
         )
-        return Reply(up.status, up.body, kept, version, answered_by)
+        return Reply(up.status, up.body, kept, version, answered_by, length=up.length)
 
     def _local(
         self,

@@ -42,6 +42,9 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
     model_version: str = NONE
     track: str = NONE
+    # the Content-Length to announce when it is not the body's: a HEAD answer passed on by the
+    # router has no body but says what the GET's would be, as a HEAD answer should
+    length: int | None = None
 
     def http_bytes(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
         """The whole HTTP/1.1 answer as bytes, for the worker to send in one write."""
@@ -56,7 +59,7 @@ class Reply:
         return [
             *self.headers,
             *edge_headers(self.model_version, self.track),
-            ("Content-Length", str(len(self.body))),
+            ("Content-Length", str(len(self.body) if self.length is None else self.length)),
         ]
 
 
