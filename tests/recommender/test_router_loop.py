@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import selectors
 import signal
 import socket
@@ -385,3 +386,33 @@ def test_a_refused_address_fails_over_to_the_next_and_is_remembered(
     ]
     assert address.value[0] == live
     assert stable.connections == 1  # the second call reused the first's connection
+
+
+def test_a_reused_connection_found_closed_is_retried_with_the_whole_request(
+    upstreams: dict[str, RawUpstream],
+) -> None:
+    """The upstream closed the idle connection and the loop has not seen it yet (a busy loop):
+    the request goes out on it, finds it closed, and is sent again in full on a new one."""
+    stable = upstreams["stable"]
+    stable.mode = "close_after"
+    selector = selectors.DefaultSelector()
+    loop = LoopServices(selector, threading.RLock())
+    calls = LoopUpstreams({"stable": stable.url}, connect_timeout=0.5)
+    answers: list[Upstream] = []
+    calls.call(loop, "stable", "/recommend/1", accept=None, timeout=2.0, head=False,
+               done=answers.append)  # fmt: skip
+    _drive(loop, selector, lambda: len(answers) == 1)
+    (idle,) = calls._idle["stable"]  # the loop is not run while the upstream closes it
+    deadline = time.monotonic() + 3.0
+    while not select.select([idle], [], [], 0)[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls.call(loop, "stable", "/recommend/2", accept=None, timeout=2.0, head=False,
+               done=answers.append)  # fmt: skip
+    _drive(loop, selector, lambda: len(answers) == 2)
+    calls.close()
+    selector.close()
+    assert [(a.status, a.body, a.error) for a in answers] == [
+        (200, b"stable:/recommend/1", None),
+        (200, b"stable:/recommend/2", None),
+    ]
+    assert (stable.requests, stable.connections) == (2, 2)
