@@ -6,7 +6,13 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from movierec_ingestor.events import MAX_LINE_BYTES, ParseError, format_fields, parse_fields
+from movierec_ingestor.events import (
+    MAX_LINE_BYTES,
+    ParseError,
+    fast_watch,
+    format_fields,
+    parse_fields,
+)
 from movierec_ingestor.provenance import NotExposure, canonical, parse_provenance
 
 # Rows in the column order of their raw table (schema.RAW_TABLES), `ingested_at` included.
@@ -116,6 +122,17 @@ class Batch:
             return self._dead(b"", position, ParseError("empty", "message without value"))
         if raw[:1] in (b"{", "{"):  # a provenance event (topic `recommendations`)
             return self._add_provenance(raw, position)
+        if isinstance(raw, bytes) and (fast := fast_watch(raw)) is not None:
+            # The bulk of the stream: fields and canonical line from one match.
+            fields, canonical = fast
+            time = fields[0]
+            if not self._earliest <= time <= self._latest:
+                return self._dead(raw, position, self._implausible(time))
+            if self.newest_time is None or time > self.newest_time:
+                self.newest_time = time
+            key = hashlib.blake2b(canonical, digest_size=16).hexdigest()
+            self.watch.append((key, *fields, self.ingested_at))
+            return "watch"
         try:
             kind, fields = parse_fields(raw)
         except ParseError as exc:

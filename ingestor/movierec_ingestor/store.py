@@ -64,8 +64,12 @@ def copy_buffer(kind: str, rows: Sequence[tuple[Any, ...]]) -> io.StringIO:
     """Rows as COPY text. Watch and rate rows need no escaping: the parser only lets
     hex keys, ISO times, integers and slugs through."""
     if kind in ("watch", "rate"):
+        # A batch's rows share one ingestion time: formatted once, not once per row.
+        first = rows[0][5] if rows else None
+        stamp = first.isoformat() if first is not None else ""
         text = "".join(
-            f"{k}\t{t.isoformat()}\t{u}\t{m}\t{n}\t{i.isoformat()}\n" for k, t, u, m, n, i in rows
+            f"{k}\t{t.isoformat()}\t{u}\t{m}\t{n}\t{stamp if i is first else i.isoformat()}\n"
+            for k, t, u, m, n, i in rows
         )
     else:
         text = "".join("\t".join(map(_copy_escape, row)) + "\n" for row in rows)
