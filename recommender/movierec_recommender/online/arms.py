@@ -12,7 +12,13 @@ import pandas as pd
 
 from movierec_recommender.demographics import age_bucket, gender_group
 from movierec_recommender.online import abtest, feedback, stats
-from movierec_recommender.online.evaluate import Predictor, _engaged_items, last_watch_within
+from movierec_recommender.online.evaluate import (
+    Predictor,
+    _engaged_items,
+    last_watch_within,
+    online_rmse,
+    rated_after,
+)
 
 # (model name, model version) -> a rating predictor for that version, or None when unavailable
 PredictorFor = Callable[[str, str], Predictor | None]
@@ -156,7 +162,9 @@ def evaluate_arms(
         latency = rows["latency_ms"].to_numpy(dtype=float)
         success = (rows["status"] == 200) & (rows["latency_ms"] <= settings.latency_budget_ms)
         names = rows["model_name"].value_counts()
-        rmse, n_rmse = _online_rmse(arm_shown, ratings, predictor_for(str(names.index[0]), version))
+        rmse, n_rmse = online_rmse(
+            rated_after(arm_shown, ratings, by=()), predictor_for(str(names.index[0]), version)
+        )
         by_group = {
             attr: group_rates(arm_ok, attr, settings.min_group_size)
             for attr in ("age_group", "gender")
@@ -313,25 +321,6 @@ def _completion(
     top = top[top["movie_id"].isin(runtime.index)]
     top["completion"] = ((top["minute"] + 1) / top["movie_id"].map(runtime)).clip(upper=1.0)
     return top[["exposure_id", "completion"]]
-
-
-def _online_rmse(
-    shown: pd.DataFrame, ratings: pd.DataFrame, predictor: Predictor | None
-) -> tuple[float, int]:
-    """RMSE of the serving version's predicted rating for shown movies the user rated later."""
-    if predictor is None or ratings.empty or shown.empty:
-        return math.nan, 0
-    # rated after any exposure = after the first: one row per pair keeps the join small
-    first = shown.groupby(["user_id", "movie_id"], as_index=False)["time"].min()
-    merged = first.merge(
-        ratings.rename(columns={"time": "rating_time"}), on=["user_id", "movie_id"], how="inner"
-    )
-    merged = merged[merged["rating_time"] > merged["time"]]
-    merged = merged.sort_values("rating_time").drop_duplicates(["user_id", "movie_id"])
-    if merged.empty:
-        return math.nan, 0
-    preds = predictor(merged["user_id"].astype(str).tolist(), merged["movie_id"].tolist())
-    return stats.rmse(merged["rating"].to_numpy(dtype=float), preds), len(merged)
 
 
 def popular_items(counts: pd.Series, share: float = 0.05) -> frozenset[str]:

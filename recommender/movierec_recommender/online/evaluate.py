@@ -185,14 +185,14 @@ def evaluate_frames(
     ).astype(float)
     per_exposure["any_watched"] = per_exposure["exposure_id"].isin(watched["exposure_id"])
     per_exposure = _with_groups(per_exposure, outcomes["users"])
-    rated = _rated_after(shown, outcomes["ratings"])
+    rated = rated_after(shown, outcomes["ratings"])
 
     tracks: dict[str, TrackReport] = {}
     for track, rows in exp.groupby("track", sort=True):
         t_ok = per_exposure[per_exposure["track"] == track]
         t_shown = shown[shown["track"] == track]
         lat = rows["latency_ms"].to_numpy()
-        rmse, n_rmse = _online_rmse(rated[rated["track"] == track], predictors.get(str(track)))
+        rmse, n_rmse = online_rmse(rated[rated["track"] == track], predictors.get(str(track)))
         counts = t_shown["movie_id"].value_counts().to_numpy()
         by_group = {
             attr: _group_rates(t_ok, attr, min_group_size) for attr in ("age_group", "gender")
@@ -276,19 +276,24 @@ def _as_of(
     return merged[inside.fillna(False)].drop(columns=["_at"])
 
 
-def _rated_after(shown: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
-    """Shown (user, movie) pairs with a rating given after the exposure: online RMSE's ground truth."""
+def rated_after(
+    shown: pd.DataFrame, ratings: pd.DataFrame, by: Sequence[str] = ("track",)
+) -> pd.DataFrame:
+    """Shown (user, movie) pairs, per `by` column, with a rating given after the exposure: online
+    RMSE's ground truth (the first rating after the first exposure)."""
+    keys = [*by, "user_id", "movie_id"]
     if ratings.empty or shown.empty:
-        return pd.DataFrame(columns=["track", "user_id", "movie_id", "rating"])
+        return pd.DataFrame(columns=[*keys, "rating"])
     r = ratings.rename(columns={"time": "rating_time"})
     # after any exposure = after the first one: one row per pair keeps the join small
-    first = shown.groupby(["track", "user_id", "movie_id"], as_index=False)["time"].min()
+    first = shown.groupby(keys, as_index=False)["time"].min()
     merged = first.merge(r, on=["user_id", "movie_id"], how="inner")
     merged = merged[merged["rating_time"] > merged["time"]]
-    return merged.sort_values("rating_time").drop_duplicates(["track", "user_id", "movie_id"])
+    return merged.sort_values("rating_time").drop_duplicates(keys)
 
 
-def _online_rmse(rated: pd.DataFrame, predictor: Predictor | None) -> tuple[float, int]:
+def online_rmse(rated: pd.DataFrame, predictor: Predictor | None) -> tuple[float, int]:
+    """RMSE of a model version's predicted ratings for `rated_after` pairs, and their number."""
     if predictor is None or rated.empty:
         return float("nan"), 0
     preds = predictor(rated["user_id"].astype(str).tolist(), rated["movie_id"].tolist())
