@@ -1,6 +1,7 @@
 """Ingestion throughput: Kafka -> validation -> PostgreSQL end to end, against raw COPY of the same rows.
 
-    .venv/bin/python benchmarks/ingest.py [--events 1000000] [--consumers 1] [--batch-size 20000]
+    .venv/bin/python benchmarks/ingest.py [--events 1000000] [--consumers 1] [--writers 2]
+        [--batch-size 20000]
 
 Uses the harness's Kafka and PostgreSQL (those recorded in .services.env, or starts them). Pre-fills
 a fresh 3-partition topic with course-format lines (1% garbage, 5% repeats), ingests it into a
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from movierec_ingestor.batch import Batch
 from movierec_ingestor.job import IngestJob, JobOptions
+from movierec_ingestor.settings import IngestorSettings
 from movierec_ingestor.sources.kafka import KafkaAddress, KafkaSource
 from movierec_ingestor.store import Store, copy_buffer
 
@@ -94,7 +96,7 @@ def prefill(bootstrap: str, topic: str, lines: list[bytes], partitions: int) -> 
 
 
 def ingest_in_process(
-    bootstrap: str, topic: str, url: str, batch_size: int
+    bootstrap: str, topic: str, url: str, batch_size: int, writers: int
 ) -> tuple[dict[str, int], float, float]:
     """Totals, wall seconds and this process's CPU seconds (all threads) of one ingest run."""
     store = Store(url)
@@ -105,7 +107,8 @@ def ingest_in_process(
         max_poll_records=batch_size,
     )
     try:
-        job = IngestJob(source, store, JobOptions(batch_size=batch_size, until_caught_up=True))
+        options = JobOptions(batch_size=batch_size, until_caught_up=True, writers=writers)
+        job = IngestJob(source, store, options)
         began, cpu = time.perf_counter(), time.process_time()
         totals = job.run()
         return totals.as_dict(), time.perf_counter() - began, time.process_time() - cpu
@@ -115,7 +118,7 @@ def ingest_in_process(
 
 
 def ingest_processes(
-    bootstrap: str, topic: str, url: str, batch_size: int, n: int
+    bootstrap: str, topic: str, url: str, batch_size: int, *, writers: int, n: int
 ) -> tuple[dict[str, int], float]:
     Store(url).close()  # migrate once up front, outside the timing
     argv = [
@@ -134,7 +137,8 @@ def ingest_processes(
         str(batch_size),
     ]
     began = time.perf_counter()
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    env = {**os.environ, "MOVIEREC_INGESTOR_WRITERS": str(writers)}
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
     outs = [json.loads(p.communicate()[0]) for p in procs]
     seconds = time.perf_counter() - began
     if any(p.returncode for p in procs):
@@ -183,6 +187,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--consumers", type=int, default=1, help="1: in-process; >1: CLI processes")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=IngestorSettings().writers,
+        help="batches committing at once per consumer (MOVIEREC_INGESTOR_WRITERS)",
+    )
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument(
@@ -219,11 +229,16 @@ def main() -> int:
             cpu_s = None
             if args.consumers == 1:
                 totals, seconds, cpu_s = ingest_in_process(
-                    broker.bootstrap, topic, url, args.batch_size
+                    broker.bootstrap, topic, url, args.batch_size, args.writers
                 )
             else:
                 totals, seconds = ingest_processes(
-                    broker.bootstrap, topic, url, args.batch_size, args.consumers
+                    broker.bootstrap,
+                    topic,
+                    url,
+                    args.batch_size,
+                    writers=args.writers,
+                    n=args.consumers,
                 )
             # Several consumers re-read a little around rebalances (the store keeps each event
             # once): the rate counts the topic's lines, not the reads.
@@ -234,7 +249,8 @@ def main() -> int:
             print(
                 f"end to end : {len(lines):>9,} lines in {seconds:7.1f} s = {e2e:>9,.0f} events/s "
                 f"(read {totals['read']:,}, stored {totals['stored']:,}, duplicates {totals['duplicates']:,}, "
-                f"dead letters {totals['dead_letters']:,}; consumers {args.consumers})"
+                f"dead letters {totals['dead_letters']:,}; consumers {args.consumers}, "
+                f"writers {args.writers})"
             )
             if cpu_s:
                 print(
@@ -251,6 +267,7 @@ def main() -> int:
                         "copy_rows_per_s": round(copy_rate),
                         "ratio": round(e2e / copy_rate, 3),
                         "consumers": args.consumers,
+                        "writers": args.writers,
                         "batch_size": args.batch_size,
                         "ingest_cpu_s": round(cpu_s, 1) if cpu_s else None,
                         "load_average_1m": os.getloadavg()[0],

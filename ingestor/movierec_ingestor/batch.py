@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from movierec_ingestor.events import (
     MAX_LINE_BYTES,
     ParseError,
-    fast_watch,
+    fast_fields,
     format_fields,
-    parse_fields,
+    parse_general_fields,
 )
 from movierec_ingestor.provenance import NotExposure, canonical, parse_provenance
 
@@ -122,27 +122,21 @@ class Batch:
             return self._dead(b"", position, ParseError("empty", "message without value"))
         if raw[:1] in (b"{", "{"):  # a provenance event (topic `recommendations`)
             return self._add_provenance(raw, position)
-        if isinstance(raw, bytes) and (fast := fast_watch(raw)) is not None:
-            # The bulk of the stream: fields and canonical line from one match.
-            fields, canonical = fast
-            time = fields[0]
-            if not self._earliest <= time <= self._latest:
-                return self._dead(raw, position, self._implausible(time))
-            if self.newest_time is None or time > self.newest_time:
-                self.newest_time = time
-            key = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-            self.watch.append((key, *fields, self.ingested_at))
-            return "watch"
-        try:
-            kind, fields = parse_fields(raw)
-        except ParseError as exc:
-            return self._dead(raw, position, exc)
+        fast = fast_fields(raw) if isinstance(raw, bytes) else None
+        if fast is not None:  # the bulk of the stream: fields and canonical line in one match
+            kind, fields, canonical = fast
+        else:
+            try:
+                kind, fields = parse_general_fields(raw)
+            except ParseError as exc:
+                return self._dead(raw, position, exc)
+            canonical = format_fields(kind, fields).encode("utf-8")
         time = fields[0]
         if not self._earliest <= time <= self._latest:
             return self._dead(raw, position, self._implausible(time))
-        key = event_key(format_fields(kind, fields))
         if self.newest_time is None or time > self.newest_time:
             self.newest_time = time
+        key = hashlib.blake2b(canonical, digest_size=16).hexdigest()
         if kind == "watch":
             self.watch.append((key, *fields, self.ingested_at))
         elif kind == "rate":
@@ -195,6 +189,27 @@ class Batch:
             DeadLetter(self.source, position, raw_text(raw), exc.reason, exc.detail)
         )
         return exc.reason
+
+    def split(self, parts: int) -> list[Batch]:
+        """The batch's events in `parts` batches by user (user id mod parts), without offsets.
+
+        One user's events, and so every derived row they touch (sessions and latest ratings
+        are keyed by user), and every repeat of one event, land in one part: parts can commit
+        concurrently without waiting on each other's row locks. Dead letters go with the first.
+        """
+        out = [
+            Batch(self.source, policy=self.policy, ingested_at=self.ingested_at)
+            for _ in range(parts)
+        ]
+        for rows, attr in (
+            (self.watch, "watch"),
+            (self.rate, "rate"),
+            (self.recommendation, "recommendation"),
+        ):
+            for row in rows:
+                getattr(out[row[2] % parts], attr).append(row)
+        out[0].dead_letters = list(self.dead_letters)
+        return out
 
     @property
     def valid(self) -> int:

@@ -125,6 +125,11 @@ def _open_source(spec: str, store: Store, settings: IngestorSettings, drain: boo
     return source
 
 
+def _writers(store: Store, settings: IngestorSettings) -> int:
+    # SQLite takes one writer at a time: concurrent batches would only wait on its lock.
+    return settings.writers if store.dialect == "postgresql" else 1
+
+
 def _check_source(spec: str) -> None:
     if spec.startswith("kafka://"):
         from movierec_ingestor.sources.kafka import KafkaAddress
@@ -159,18 +164,19 @@ def run_ingest(args: argparse.Namespace) -> int:
             client = MetadataClient(settings.metadata, timeout_s=settings.metadata_timeout_s)
         else:
             csv_rows = load_csv_dir(settings.metadata)
+    store = Store(settings.db_url)
     options = JobOptions(
         batch_size=settings.batch_size,
         poll_timeout_s=settings.poll_timeout_s,
         until_caught_up=args.until_caught_up,
         max_seconds=args.max_seconds,
         db_retry_s=settings.db_retry_s,
+        writers=_writers(store, settings),
     )
     metrics = IngestMetrics()
     if settings.metrics_port and not options.bounded:
         metrics.serve(settings.metrics_port, settings.metrics_addr)
     stop = threading.Event()
-    store = Store(settings.db_url)
     try:
         if csv_rows is not None:
             n = store.upsert(users, csv_rows[0]) + store.upsert(movies, csv_rows[1])

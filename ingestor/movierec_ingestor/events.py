@@ -37,16 +37,24 @@ _SLUG = r"[a-z0-9_]+(?:\+[a-z0-9_]+)*\+?"
 # the bad item when it fails.
 _RESULTS_RE = re.compile(rf"^ *{_SLUG}(?: *, *{_SLUG})* *$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# The bulk of the stream, a plain watch line with nothing to trim, in one match on the bytes;
-# anything else (and any value out of range) takes the general path, which gives the same
-# fields or the precise reason. Every character it accepts is ASCII and printable.
-_FAST_WATCH_RE = re.compile(
-    rb"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?),(\d{1,19}),GET /data/m/("
-    + _SLUG.encode()
-    + rb")/(\d{1,6})\.mpg",
+# The bulk of the stream, a plain line of a common class (a watch, a rating, a 200 request)
+# with nothing to trim, in one match on the bytes; anything else (and any value out of range)
+# takes the general path, which gives the same fields or the precise reason. Every character
+# it accepts is ASCII and printable.
+_SLUG_B = _SLUG.encode()
+_FAST_RE = re.compile(
+    rb"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?),(\d{1,19}),(?:"
+    rb"GET /data/m/(" + _SLUG_B + rb")/(\d{1,6})\.mpg"
+    rb"|GET /rate/(" + _SLUG_B + rb")=([1-5])"
+    # a server name of printable ASCII without commas, as the general path would read it
+    rb"|recommendation request ([\x21-\x2b\x2d-\x7e]+), status 200, result: ("
+    + _SLUG_B
+    + rb"(?:, "
+    + _SLUG_B
+    + rb")*), (\d{1,8}) ms)",
     re.ASCII,
 )
-_fast_watch = _FAST_WATCH_RE.fullmatch
+_fast_match = _FAST_RE.fullmatch
 _slug_match = SLUG_RE.match
 
 MovieId = Annotated[str, Field(min_length=1, max_length=MAX_MOVIE_ID, pattern=SLUG_RE.pattern)]
@@ -170,16 +178,14 @@ def _movie_id(text: str) -> str:
     return text
 
 
-def fast_watch(raw: bytes) -> tuple[Fields, bytes] | None:
-    """A plain watch line's fields and its canonical line (`format_fields`, as bytes) from one
+def fast_fields(raw: bytes) -> tuple[Kind, Fields, bytes] | None:
+    """A plain line's kind, fields and canonical line (`format_fields`, as bytes) from one
     match, or None: the general path then gives the same fields or the precise reason."""
-    fast = _fast_watch(raw)
+    fast = _fast_match(raw)
     if fast is None:
         return None
-    minute = int(fast[4])
     user_id = int(fast[2])
-    movie = fast[3]
-    if minute > MAX_MINUTE or user_id > MAX_USER_ID or len(movie) > MAX_MOVIE_ID:
+    if user_id > MAX_USER_ID:
         return None
     when = fast[1]
     try:
@@ -193,8 +199,40 @@ def fast_watch(raw: bytes) -> tuple[Fields, bytes] | None:
     elif len(when) > 19:
         micros = when[20:26].ljust(6, b"0")
         when = when[:19] if micros == b"000000" else when[:20] + micros
-    canonical = b"%s,%d,GET /data/m/%s/%d.mpg" % (when, user_id, movie, minute)
-    return (time, user_id, movie.decode(), minute), canonical
+    if (movie := fast[3]) is not None:
+        minute = int(fast[4])
+        if minute > MAX_MINUTE or len(movie) > MAX_MOVIE_ID:
+            return None
+        canonical = b"%s,%d,GET /data/m/%s/%d.mpg" % (when, user_id, movie, minute)
+        return "watch", (time, user_id, movie.decode(), minute), canonical
+    if (movie := fast[5]) is not None:
+        if len(movie) > MAX_MOVIE_ID:
+            return None
+        rating = int(fast[6])
+        canonical = b"%s,%d,GET /rate/%s=%d" % (when, user_id, movie, rating)
+        return "rate", (time, user_id, movie.decode(), rating), canonical
+    server, results, latency = fast[7], fast[8], int(fast[9])
+    items = results.decode().split(", ")
+    if (
+        len(raw) > MAX_LINE_BYTES
+        or len(server) > MAX_SERVER
+        or latency > MAX_LATENCY_MS
+        or len(items) > MAX_RESULTS
+        or (len(results) > MAX_MOVIE_ID and max(map(len, items)) > MAX_MOVIE_ID)
+    ):
+        return None
+    canonical = b"%s,%d,recommendation request %s, status 200, result: %s, %d ms" % (
+        when,
+        user_id,
+        server,
+        results,
+        latency,
+    )
+    return (
+        "recommendation",
+        (time, user_id, server.decode(), 200, tuple(items), latency, None),
+        canonical,
+    )
 
 
 def parse_fields(raw: str | bytes) -> tuple[Kind, Fields]:
@@ -203,8 +241,13 @@ def parse_fields(raw: str | bytes) -> tuple[Kind, Fields]:
     The allocation-free core of `parse_line`, for the ingest hot path; the checks are the
     event models' constraints, so `parse_line` can build models without validating twice.
     """
-    if isinstance(raw, bytes) and (fast := fast_watch(raw)) is not None:
-        return "watch", fast[0]
+    if isinstance(raw, bytes) and (fast := fast_fields(raw)) is not None:
+        return fast[0], fast[1]
+    return parse_general_fields(raw)
+
+
+def parse_general_fields(raw: str | bytes) -> tuple[Kind, Fields]:
+    """`parse_fields` without the fast path: any line, any spelling the contract allows."""
     line = _decode(raw)
     if not line:
         raise ParseError("empty")

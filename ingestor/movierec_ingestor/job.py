@@ -51,6 +51,12 @@ class JobOptions:
     until_caught_up: bool = False
     max_seconds: float | None = None
     db_retry_s: float = 60.0
+    # Parts of each batch committing at once, each on its own connection (split by user).
+    writers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.writers < 1:
+            raise ValueError("writers must be at least 1")
 
     @property
     def bounded(self) -> bool:
@@ -61,7 +67,7 @@ class JobOptions:
 @dataclass(frozen=True)
 class _InFlight:
     batch: Batch
-    future: Future[WriteResult]
+    parts: list[Future[WriteResult]]
     began: float
 
 
@@ -71,6 +77,11 @@ class IngestJob:
     Each batch commits in one transaction together with the source offsets after it; the
     source only learns of the commit afterwards. A crash at any point therefore leaves the
     store at a batch boundary, and the next run resumes right after it.
+
+    With `writers` > 1 a batch is split by user into parts that commit concurrently, and
+    the offsets commit once every part has. A crash in between replays the batch: its events
+    are keyed by content and the derived tables only take newly stored events, so the replay
+    stores nothing twice, and nothing is lost because the offsets never move first.
     """
 
     def __init__(
@@ -97,10 +108,12 @@ class IngestJob:
         Raises StoreUnavailable when the database stays unreachable (a bounded run gives up
         after `db_retry_s`; a continuous one only when stopped while waiting for it).
         """
-        # One writer thread: batch N commits while batch N+1 is read and parsed, so the
-        # database's work overlaps ours. Commits stay in order, and the source hears of each
-        # on this thread (Kafka consumers are not thread-safe).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+        # Writer threads: batch N commits while batch N+1 is read and parsed, so the
+        # database's work overlaps ours. Batches commit in order, and the source hears of
+        # each on this thread (Kafka consumers are not thread-safe).
+        with ThreadPoolExecutor(
+            max_workers=self.options.writers, thread_name_prefix="ingest-writer"
+        ) as writer:
             try:
                 pending = self._loop(writer)
             except BaseException:
@@ -140,20 +153,29 @@ class IngestJob:
                 self._finish(pending)
                 pending = None
             if batch.read or batch.offsets:
-                future = writer.submit(self._write, batch)
-                pending = _InFlight(batch, future, began)
+                pending = self._submit(writer, batch, began)
             if time.monotonic() - last_progress >= _PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 log.info("progress %s: %s", self.source.name, self.totals.as_dict())
         return pending
 
-    def _write(self, batch: Batch) -> WriteResult:
-        return self._retrying(lambda: self.store.write(batch))
+    def _submit(self, writer: ThreadPoolExecutor, batch: Batch, began: float) -> _InFlight:
+        if self.options.writers == 1 or batch.valid < 2 * self.options.writers:
+            return _InFlight(batch, [writer.submit(self._write, batch, True)], began)
+        parts = batch.split(self.options.writers)
+        return _InFlight(batch, [writer.submit(self._write, p, False) for p in parts], began)
+
+    def _write(self, batch: Batch, offsets: bool) -> WriteResult:
+        return self._retrying(lambda: self.store.write(batch, offsets=offsets))
 
     def _finish(self, inflight: _InFlight) -> None:
-        """Wait for a batch's commit, then tell the source and account it."""
+        """Wait for a batch's commit (of every part, then of its offsets), then tell the
+        source and account it."""
         batch = inflight.batch
-        result: WriteResult = inflight.future.result()
+        results = [part.result() for part in inflight.parts]
+        if len(results) > 1:
+            self._retrying(lambda: self.store.write_offsets(batch))
+        result = WriteResult.combine(results)
         self.source.committed(batch)
         dead_by_reason = Counter(d.reason for d in batch.dead_letters)
         self.metrics.record_batch(

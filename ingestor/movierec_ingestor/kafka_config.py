@@ -43,7 +43,7 @@ class KafkaSecurity(BaseSettings):
         return self
 
     def client_config(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python's KafkaConsumer / KafkaProducer / admin client."""
+        """Keyword arguments for kafka-python's KafkaProducer / admin client (the producers)."""
         config: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol in ("SSL", "SASL_SSL"):
             config["ssl_check_hostname"] = self.ssl_check_hostname
@@ -55,4 +55,25 @@ class KafkaSecurity(BaseSettings):
             config["sasl_plain_username"] = self.sasl_username
             assert self.sasl_password is not None
             config["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return config
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same settings as librdkafka properties (the ingestor's confluent-kafka consumer)."""
+        config: dict[str, Any] = {"security.protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none"
+            )
+            for key, prop in (
+                ("ssl_cafile", "ssl.ca.location"),
+                ("ssl_certfile", "ssl.certificate.location"),
+                ("ssl_keyfile", "ssl.key.location"),
+            ):
+                if getattr(self, key):
+                    config[prop] = getattr(self, key)
+        if self.security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            assert self.sasl_password is not None
+            config["sasl.password"] = self.sasl_password.get_secret_value()
         return config

@@ -24,6 +24,9 @@ class IngestorSettings(BaseSettings):
     # How long one read waits for new lines before returning a (possibly empty) batch.
     poll_timeout_s: float = Field(default=1.0, gt=0, le=60)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    # Batches committing at once on PostgreSQL, each on its own connection: a Kafka read is
+    # split by partition into this many lanes (SQLite, with one writer at a time, uses 1).
+    writers: int = Field(default=2, ge=1, le=8)
     # CronJob mode: how long to keep retrying a dead database before failing the run.
     db_retry_s: float = Field(default=60.0, ge=0)
     metadata: str | None = None
@@ -46,7 +49,8 @@ class IngestorSettings(BaseSettings):
         return TimePolicy(epoch=self.epoch, max_skew=timedelta(seconds=self.max_future_skew_s))
 
     def kafka_client_config(self) -> dict[str, Any]:
-        """TLS / SASL settings for the Kafka consumers (MOVIEREC_KAFKA_* variables)."""
+        """TLS / SASL settings for the Kafka consumers (MOVIEREC_KAFKA_* variables), as
+        librdkafka properties."""
         from movierec_ingestor.kafka_config import KafkaSecurity
 
-        return KafkaSecurity().client_config()
+        return KafkaSecurity().librdkafka_config()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,6 +17,7 @@ from movierec_ingestor import db, schema
 from movierec_ingestor.batch import Batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # PostgreSQL SQLSTATEs worth retrying the same batch for at once: two consumers of one group
 # can lock the same derived rows (the same user and movie in two partitions).
@@ -37,6 +38,22 @@ class WriteResult:
     duplicates: int
     stored_by_type: Mapping[str, int]
     dead_letters: int
+
+    @classmethod
+    def combine(cls, results: Sequence[WriteResult]) -> WriteResult:
+        """What the parts of one batch did together."""
+        if len(results) == 1:
+            return results[0]
+        by_type: dict[str, int] = {}
+        for result in results:
+            for kind, n in result.stored_by_type.items():
+                by_type[kind] = by_type.get(kind, 0) + n
+        return cls(
+            sum(r.stored for r in results),
+            sum(r.duplicates for r in results),
+            by_type,
+            sum(r.dead_letters for r in results),
+        )
 
 
 def _utcnow() -> datetime:
@@ -215,9 +232,10 @@ class Store:
             for kind, columns in _TEMP_COLUMNS.items():
                 if self.dialect == "postgresql":
                     # No key here: COPY must accept in-batch repeats; ON CONFLICT drops them.
+                    # Keys sort byte by byte, as the tables' keys do (revision 0004).
+                    staged = columns.replace("TEXT PRIMARY KEY", 'TEXT COLLATE "C"')
                     cursor.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS tmp_{kind} "
-                        f"({columns.replace(' PRIMARY KEY', '')}) ON COMMIT DELETE ROWS"
+                        f"CREATE TEMP TABLE IF NOT EXISTS tmp_{kind} ({staged}) ON COMMIT DELETE ROWS"
                     )
                 else:
                     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS tmp_{kind} ({columns})")
@@ -240,17 +258,25 @@ class Store:
 
     # -- batches -------------------------------------------------------------------------
 
-    def write(self, batch: Batch) -> WriteResult:
-        """Store a batch in one transaction; on any failure nothing of it is kept.
+    def write(self, batch: Batch, *, offsets: bool = True) -> WriteResult:
+        """Store a batch in one transaction (with its offsets unless told not to: a part of a
+        split batch); on any failure nothing of it is kept.
 
         Raises StoreUnavailable when the database is down or the connection broke, so the
         caller can retry the same batch (a replay only finds duplicates).
         """
+        return self._transaction(lambda conn: self._write(conn, batch, offsets))
+
+    def write_offsets(self, batch: Batch) -> None:
+        """Store a batch's offsets alone, once every part of the split batch is stored."""
+        self._transaction(lambda conn: self._write_offsets(conn, batch))
+
+    def _transaction(self, work: Callable[[sa.Connection], T]) -> T:
         dbapi = self.engine.dialect.loaded_dbapi
         for attempt in range(_MAX_CONFLICT_RETRIES + 1):
             try:
                 with self.engine.begin() as conn:
-                    return self._write(conn, batch)
+                    return work(conn)
             except (sa.exc.DBAPIError, dbapi.Error) as exc:
                 # COPY and the staging statements run on the raw DBAPI cursor, so driver
                 # errors arrive unwrapped as well as wrapped by SQLAlchemy.
@@ -266,7 +292,7 @@ class Store:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _write(self, conn: sa.Connection, batch: Batch) -> WriteResult:
+    def _write(self, conn: sa.Connection, batch: Batch, offsets: bool) -> WriteResult:
         stored: dict[str, int] = {}
         for kind, rows in (
             ("watch", batch.watch),
@@ -275,7 +301,8 @@ class Store:
         ):
             stored[kind] = self._write_events(conn, kind, rows) if rows else 0
         dead = self._write_dead_letters(conn, batch)
-        self._write_offsets(conn, batch)
+        if offsets:
+            self._write_offsets(conn, batch)
         total = sum(stored.values())
         return WriteResult(total, batch.valid - total, stored, dead)
 

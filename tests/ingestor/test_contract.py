@@ -296,14 +296,55 @@ def _stored(raw: str | bytes) -> tuple[object, ...] | str:
     return rows[0] if rows else outcome
 
 
-def test_the_watch_fast_path_gives_what_the_general_path_gives_at_every_limit() -> None:
+# Rating and request lines near and past every limit of the fast path: ratings 0-6 and '05',
+# 100 and 101 results, a result of 201 characters, latencies at and past the maximum, a line
+# past 8192 bytes, a server with a comma, a tab or a non-ASCII byte, an empty result list.
+_ITEMS = [f"m{i}+" for i in range(101)]
+_EDGE_OTHER = [
+    *(
+        f"2025-10-01T10:00:05{frac},{user},GET /rate/{movie}={rating}{tail}"
+        for frac, user, movie, rating, tail in itertools.product(
+            ["", ".5", ".000000123"],
+            ["0", "007", str(2**62 + 1)],
+            ["a+b+1999", "x" * 200, "x" * 201, "a++b"],
+            ["0", "1", "5", "6", "05", "-1"],
+            ["", " "],
+        )
+    ),
+    *(
+        f"2025-10-01T10:00:05,{user},recommendation request {server}, status 200, "
+        f"result: {results}, {latency} ms{tail}"
+        for user, server, results, latency, tail in itertools.product(
+            ["1", "007"],
+            ["s:8082", "a,b", "a\tb", "caf\u00e9", "x" * 200, "x" * 201],
+            [
+                ", ".join(_ITEMS[:100]),
+                ", ".join(_ITEMS),
+                "a+, " + "y" * 201,
+                "a+,b+",
+                "a+ , b+",
+                "",
+                "z" * 8200,
+            ],
+            ["0", "10000000", "10000001", "012"],
+            ["", " "],
+        )
+    ),
+]
+
+
+def test_the_fast_path_gives_what_the_general_path_gives_at_every_limit() -> None:
     """Bytes (what Kafka and files hand over) may take the one-match fast path; text never
     does: both must give the same fields or the same reason, and the same event key (the fast
     path spells the canonical line from the text it matched)."""
-    differ = [line for line in _EDGE_WATCH if _parsed(line.encode()) != _parsed(line)]
+    edges = _EDGE_WATCH + _EDGE_OTHER
+    differ = [line for line in edges if _parsed(line.encode()) != _parsed(line)]
     assert not differ, differ[:5]
-    differ = [line for line in _EDGE_WATCH if _stored(line.encode()) != _stored(line)]
+    differ = [line for line in edges if _stored(line.encode()) != _stored(line)]
     assert not differ, differ[:5]
+    # A byte that is not UTF-8 in a server name is the general path's `not_utf8`, not a crash.
+    raw = b"2025-10-01T10:00:05,1,recommendation request s\xff, status 200, result: a+, 3 ms"
+    assert _parsed(raw) == "not_utf8"
 
 
 @settings(max_examples=300, deadline=None)

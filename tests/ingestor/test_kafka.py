@@ -332,3 +332,46 @@ def test_postgres_restart_mid_stream(
         log_dir=tmp_path,
     )
     assert "unavailable" in consumer_log  # the outage was seen, waited out, and nothing lost
+
+
+def test_partitions_assigned_while_the_store_is_away_wait_for_its_offsets(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """Nothing is read from a position the store did not confirm: partitions assigned while
+    the store cannot say where to start stay paused, then start at the store's offsets."""
+    from movierec_ingestor.sources.kafka import KafkaAddress, KafkaSource
+    from movierec_ingestor.store import StoreUnavailable
+
+    stream = make_stream(300, garbage_every=0, repeat_every=0)
+    produce(kafka_bootstrap, kafka_topic, stream.lines)  # 100 per partition
+    asked = 0
+
+    def offsets(_name: str) -> dict[int, int]:
+        nonlocal asked
+        asked += 1
+        if asked <= 2:
+            raise StoreUnavailable("database away")
+        return {0: 40, 1: 100}  # partition 2 was never stored: from its beginning
+
+    source = KafkaSource(
+        KafkaAddress(kafka_bootstrap, kafka_topic), group="paused", committed_offsets=offsets
+    )
+    read = 0
+    ends: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not source.caught_up():
+            try:
+                batch = source.read(1000, 0.5)
+            except StoreUnavailable:
+                continue
+            if asked <= 2:
+                assert batch.read == 0, "read before the store said where to start"
+            read += batch.read
+            ends.update(batch.offsets)
+        assert source.caught_up()
+    finally:
+        source.close()
+    assert asked == 3
+    assert read == 60 + 0 + 100
+    assert ends == {0: 100, 2: 100}

@@ -170,7 +170,34 @@ def test_migrations_match_the_schema_and_rerun_cleanly(db_url: str) -> None:
     finally:
         store.close()
     assert diff == []
-    assert version == "0003"
+    assert version == "0004"
+
+
+def test_event_keys_compare_byte_by_byte_on_postgres(pg_url: str) -> None:
+    """Hex keys gain nothing from the locale's ordering and lost a large share of each insert
+    to strcoll: every event_key column, and the staging tables' too, collates "C"."""
+    store = Store(pg_url)
+    try:
+        with store.engine.begin() as conn:
+            found = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT table_name, collation_name FROM information_schema.columns "
+                        "WHERE column_name = 'event_key' AND table_schema = current_schema()"
+                    )
+                ).all()
+            )
+            staging = conn.execute(
+                sa.text(
+                    "SELECT c.collname FROM pg_attribute a JOIN pg_collation c "
+                    "ON c.oid = a.attcollation WHERE a.attrelid = 'tmp_watch'::regclass "
+                    "AND a.attname = 'event_key'"
+                )
+            ).scalar_one()
+    finally:
+        store.close()
+    assert found == {t: "C" for t in ("watch_events", "rating_events", "recommendations")}
+    assert staging == "C"
 
 
 def test_watch_rows_keep_only_the_indexes_a_query_uses(db_url: str) -> None:

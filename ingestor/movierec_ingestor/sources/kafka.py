@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kafka import ConsumerRebalanceListener
-
 from movierec_ingestor.batch import Batch, TimePolicy
 from movierec_ingestor.errors import BadInputError
 
@@ -18,8 +16,10 @@ log = logging.getLogger(__name__)
 
 _EMPTY_ASSIGNMENT_SETTLE_S = 5.0
 # Bounded so a broker outage delays the loop instead of hanging it (the commit to Kafka is
-# only a mirror; end offsets are retried on the next read).
-_KAFKA_CALL_TIMEOUT_MS = 10_000
+# only a mirror; end offsets are retried on the next check).
+_KAFKA_CALL_TIMEOUT_S = 10.0
+# librdkafka's own log lines, through Python logging.
+_RDKAFKA_LOG = logging.getLogger("movierec_ingestor.rdkafka")
 
 CommittedOffsets = Callable[[str], Mapping[int, int]]
 
@@ -60,13 +60,12 @@ class KafkaAddress:
 
 
 class KafkaSource:
-    """One member of a consumer group on one topic.
+    """One member of a consumer group on one topic, read with librdkafka (confluent-kafka).
 
     Exactly-once into the store: offsets are written in the same transaction as the events,
-    and on every partition assignment the consumer seeks to the store's offsets (to the
-    beginning when the store has none). Kafka's committed offsets are written after the
-    store commits, only so that lag monitoring works; they are never read back, except as a
-    safe fallback (they trail the store's) while the store cannot be asked.
+    and on every partition assignment the consumer starts each partition at the store's
+    offset (at the beginning when the store has none). Kafka's committed offsets are written
+    after the store commits, only so that lag monitoring works; they are never read back.
     """
 
     def __init__(
@@ -81,173 +80,248 @@ class KafkaSource:
         policy: TimePolicy | None = None,
         client_config: Mapping[str, Any] | None = None,
     ) -> None:
-        from kafka import KafkaConsumer
+        from confluent_kafka import Consumer
 
         self.address = address
         self.name = f"kafka:{address.topic}"
         self._committed_offsets = committed_offsets
         self.policy = policy or TimePolicy()
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=address.bootstrap.split(","),
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_poll_records,
-            # Larger fetches: the job reads tens of thousands of short lines per batch.
-            max_partition_fetch_bytes=8 << 20,
-            fetch_max_bytes=64 << 20,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-            metrics_enabled=False,
-            # A typo in the topic must not create an empty topic that "catches up" at once.
-            allow_auto_create_topics=False,
-            # TLS / SASL settings (security_protocol, sasl_*, ssl_*): settings.kafka_client_config
-            **dict(client_config or {}),
+        self._max_poll_records = max_poll_records
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": address.bootstrap,
+                "group.id": group,
+                "client.id": client_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                # Reaching a partition's end is an event: how `caught_up` knows, exactly.
+                "enable.partition.eof": True,
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(1000, session_timeout_ms // 4),
+                # Larger fetches: the job reads tens of thousands of short lines per batch.
+                "max.partition.fetch.bytes": 8 << 20,
+                "fetch.max.bytes": 64 << 20,
+                # A typo in the topic must not create an empty topic that "catches up" at once.
+                "allow.auto.create.topics": False,
+                "error_cb": self._client_error,
+                "logger": _RDKAFKA_LOG,
+                # TLS / SASL (security.protocol, sasl.*, ssl.*): settings.kafka_client_config
+                **dict(client_config or {}),
+            }
         )
-        self._targets: dict[int, int] = {}  # partition -> end offset seen when assigned
+        self._targets: dict[int, int] = {}  # partition -> end offset seen after assignment
+        self._next: dict[int, int] = {}  # partition -> offset after the last record read
+        self._assigned: set[int] = set()
+        self._pending: set[int] = set()  # assigned, not yet positioned from the store
         self._joined = False
         self._assigned_at = 0.0
-        self._pending: set[Any] = set()  # assigned partitions not yet positioned from the store
-        self._consumer.subscribe([address.topic], listener=_Listener(self))
+        self._fatal: str | None = None
+        self._consumer.subscribe(
+            [address.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
 
     # -- rebalance callbacks ------------------------------------------------------------
-    # kafka-python 3 runs these on its IO thread, where blocking consumer calls are refused:
-    # they only note the change and pause the new partitions; `read` positions them.
+    # librdkafka runs these inside `consume`, on the job's thread: blocking calls are fine.
 
-    def _assigned(self, partitions: set[Any]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._joined = True
         self._assigned_at = time.monotonic()
-        self._pending = set(partitions)
-        if partitions:
-            self._consumer.pause(*partitions)
-        log.info(
-            "assigned %s partitions %s",
-            self.address.topic,
-            sorted(tp.partition for tp in partitions),
-        )
-
-    def _revoked(self, partitions: set[Any]) -> None:
-        # A batch of these partitions may still be committing on the writer thread: harmless,
-        # the next owner starts from the store's offsets and a replay only finds duplicates.
-        self._pending.difference_update(partitions)
-        log.info(
-            "revoked %s partitions %s",
-            self.address.topic,
-            sorted(tp.partition for tp in partitions),
-        )
-
-    def _position_pending(self) -> None:
-        """Seek newly assigned partitions to the store's offsets, then let them fetch.
-
-        Raises when the store cannot be read: the partitions stay paused (nothing is read
-        from a position the store did not confirm) and the job retries.
-        """
-        pending = self._pending & self._consumer.assignment()
-        self._pending = pending
-        if not pending:
-            return
-        from kafka.errors import KafkaError
-
-        committed = self._committed_offsets(self.name)
+        numbers = {tp.partition for tp in partitions}
+        self._assigned = numbers
+        for p in numbers:
+            self._targets.pop(p, None)
+            self._next.pop(p, None)
+        log.info("assigned %s partitions %s", self.address.topic, sorted(numbers))
         try:
-            ends = self._consumer.end_offsets(list(pending), timeout_ms=_KAFKA_CALL_TIMEOUT_MS)
-        except KafkaError as exc:  # broker away: stay paused, the next read tries again
-            log.warning("cannot read end offsets yet (%s); partitions stay paused", exc)
+            committed = self._committed_offsets(self.name)
+        except Exception as exc:  # the store is away: nothing is read until it says where
+            log.warning("cannot ask the store for offsets yet (%s); partitions stay paused", exc)
+            consumer.assign(partitions)
+            if partitions:
+                consumer.pause(partitions)
+            self._pending = numbers
             return
-        for tp in pending:
-            self._targets.setdefault(tp.partition, int(ends.get(tp) or 0))
-            if tp.partition in committed:
-                self._consumer.seek(tp, committed[tp.partition])
-            else:
-                self._consumer.seek_to_beginning(tp)
-        self._consumer.resume(*pending)
         self._pending = set()
+        consumer.assign([self._start(tp.partition, committed) for tp in partitions])
+        self._log_positions(numbers, committed)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # A batch of these partitions may still be committing on a writer thread: harmless,
+        # the next owner starts from the store's offsets and a replay only finds duplicates.
+        numbers = {tp.partition for tp in partitions}
+        self._assigned -= numbers
+        self._pending -= numbers
+        consumer.unassign()
+        log.info("revoked %s partitions %s", self.address.topic, sorted(numbers))
+
+    def _start(self, partition: int, committed: Mapping[int, int]) -> Any:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        if partition in committed:
+            self._next[partition] = committed[partition]
+            return TopicPartition(self.address.topic, partition, committed[partition])
+        return TopicPartition(self.address.topic, partition, OFFSET_BEGINNING)
+
+    def _log_positions(self, numbers: set[int], committed: Mapping[int, int]) -> None:
         log.info(
             "positioned %s partitions from the store: %s",
             self.address.topic,
-            {tp.partition: committed.get(tp.partition, "beginning") for tp in pending},
+            {p: committed.get(p, "beginning") for p in sorted(numbers)},
         )
+
+    def _position_pending(self) -> None:
+        """Start partitions assigned while the store was away at the store's offsets.
+
+        Raises when the store still cannot be read: they stay paused and the job retries.
+        """
+        if not self._pending:
+            return
+        committed = self._committed_offsets(self.name)
+        pending = sorted(self._pending & self._assigned)
+        starts = [self._start(p, committed) for p in pending]
+        for tp in starts:
+            self._consumer.seek(tp)
+        self._consumer.resume(starts)
+        self._pending = set()
+        self._log_positions(set(pending), committed)
+
+    def _client_error(self, error: Any) -> None:
+        # Runs inside `consume`. Most errors are transient (a broker restarting) and the
+        # client retries them; refused credentials or TLS are not, and end the run.
+        from confluent_kafka import KafkaError
+
+        code = error.code()
+        if error.fatal() or code in (
+            KafkaError._AUTHENTICATION,
+            KafkaError.SASL_AUTHENTICATION_FAILED,
+            KafkaError._SSL,
+        ):
+            self._fatal = f"Kafka {self.address.bootstrap}: {error.str()}"
+        else:
+            log.warning("Kafka %s: %s", self.address.bootstrap, error.str())
 
     # -- Source ---------------------------------------------------------------------------
 
     def read(self, max_lines: int, timeout_s: float) -> Batch:
         """The next records of the assigned partitions; positions are `partition:offset`."""
+        from confluent_kafka import KafkaError
+
         self._position_pending()
-        records = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_lines)
-        # A rebalance inside poll may have handed us partitions: records already fetched for
-        # them start wherever Kafka thought; drop them and seek to the store's offsets.
-        pending = set(self._pending)
-        try:
-            self._position_pending()
-        except Exception as exc:  # records of the other partitions must still be returned
-            log.warning("positioning new partitions failed (they stay paused): %s", exc)
+        self._raise_fatal()
+        messages = self._consumer.consume(min(max_lines, self._max_poll_records), timeout_s)
+        self._raise_fatal()
         batch = Batch(self.name, policy=self.policy)
         add = batch.add
-        for tp, messages in records.items():
-            if not messages or tp in pending:
+        offsets = batch.offsets
+        next_offsets = self._next
+        assigned = self._assigned
+        for message in messages:
+            partition = message.partition()
+            error = message.error()
+            offset = message.offset()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    if partition in assigned and offset is not None:
+                        next_offsets[partition] = max(next_offsets.get(partition, 0), offset)
+                else:
+                    self._message_error(error)
                 continue
-            prefix = f"{tp.partition}:"
-            for message in messages:
-                add(message.value, prefix + str(message.offset))
-            batch.offsets[tp.partition] = messages[-1].offset + 1
+            if partition not in assigned or offset is None:
+                continue  # fetched before a revocation: the new owner reads it
+            add(message.value(), f"{partition}:{offset}")
+            offsets[partition] = next_offsets[partition] = offset + 1
         return batch
+
+    def _message_error(self, error: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if error.code() in (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            KafkaError.GROUP_AUTHORIZATION_FAILED,
+        ):
+            self._fatal = f"Kafka {self.address.bootstrap}: {error.str()}"
+            self._raise_fatal()
+        log.warning("Kafka %s: %s", self.address.topic, error.str())
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise KafkaRefusedError(self._fatal)
 
     def committed(self, batch: Batch) -> None:
         """Mirror the store's offsets to Kafka for lag dashboards; failures only cost a log line."""
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
+        from confluent_kafka import KafkaException, TopicPartition
 
         if not batch.offsets:
             return
-        offsets = {
-            TopicPartition(self.address.topic, p): OffsetAndMetadata(o, "", -1)
-            for p, o in batch.offsets.items()
-        }
+        offsets = [TopicPartition(self.address.topic, p, o) for p, o in batch.offsets.items()]
         try:
-            self._consumer.commit(offsets, timeout_ms=_KAFKA_CALL_TIMEOUT_MS)
-        except KafkaError as exc:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
             log.warning("mirroring offsets to Kafka failed (the store has them): %s", exc)
 
     def caught_up(self) -> bool:
-        """True once every assigned partition was read up to its end at assignment time."""
+        """True once every assigned partition was read up to its end as first seen after
+        the assignment."""
         if not self._joined or self._pending:
             return False
-        assignment = self._consumer.assignment()
-        if not assignment:
+        if not self._assigned:
             # Either the group has more members than the topic has partitions (nothing to do),
             # or the join happened before the topic's metadata arrived and a rejoin follows:
             # give that rejoin time before calling an empty assignment final.
             settled = time.monotonic() - self._assigned_at > _EMPTY_ASSIGNMENT_SETTLE_S
-            return settled and bool(self._consumer.partitions_for_topic(self.address.topic))
-        for tp in assignment:
-            if self._consumer.position(tp) < self._targets.get(tp.partition, 0):
+            return settled and self._topic_exists()
+        for partition in self._assigned:
+            target = self._target(partition)
+            if target is None or self._next.get(partition, -1) < target:
                 return False
         return True
 
+    def _target(self, partition: int) -> int | None:
+        if partition not in self._targets:
+            from confluent_kafka import KafkaException, TopicPartition
+
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.address.topic, partition),
+                    timeout=_KAFKA_CALL_TIMEOUT_S,
+                )
+            except KafkaException as exc:  # broker away: not caught up as far as we know
+                log.warning("cannot read the end offset of partition %d yet: %s", partition, exc)
+                return None
+            self._targets[partition] = high
+        return self._targets[partition]
+
+    def _topic_exists(self) -> bool:
+        from confluent_kafka import KafkaException
+
+        try:
+            meta = self._consumer.list_topics(self.address.topic, timeout=_KAFKA_CALL_TIMEOUT_S)
+        except KafkaException:
+            return False
+        topic = meta.topics.get(self.address.topic)
+        return topic is not None and topic.error is None and bool(topic.partitions)
+
     def lag(self) -> dict[int, int]:
         """Messages behind the high watermark per assigned partition (from the last fetch)."""
+        from confluent_kafka import TopicPartition
+
         lags: dict[int, int] = {}
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is not None and tp not in self._pending:
-                lags[tp.partition] = max(0, high - self._consumer.position(tp))
+        for partition in self._assigned - self._pending:
+            if partition not in self._next:
+                continue
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.address.topic, partition), cached=True
+            )
+            if high >= 0:
+                lags[partition] = max(0, high - self._next[partition])
         return lags
 
     def close(self) -> None:
         """Leave the group at once so the remaining members take over without waiting."""
-        self._consumer.close(autocommit=False, timeout_ms=_KAFKA_CALL_TIMEOUT_MS)
+        self._consumer.close()
 
 
-class _Listener(ConsumerRebalanceListener):
-    """Rebalance callbacks, delegated to the source."""
-
-    def __init__(self, source: KafkaSource) -> None:
-        self._source = source
-
-    def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        self._source._revoked(set(revoked))
-
-    def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        self._source._assigned(set(assigned))
+class KafkaRefusedError(BadInputError):
+    """The broker refused this client (credentials, TLS, authorization): a person must fix the
+    settings, retrying cannot help."""
