@@ -201,13 +201,15 @@ class Batch:
             Batch(self.source, policy=self.policy, ingested_at=self.ingested_at)
             for _ in range(parts)
         ]
-        for rows, attr in (
-            (self.watch, "watch"),
-            (self.rate, "rate"),
-            (self.recommendation, "recommendation"),
-        ):
-            for row in rows:
-                getattr(out[row[2] % parts], attr).append(row)
+        watch = [b.watch for b in out]
+        for row in self.watch:
+            watch[row[2] % parts].append(row)
+        rate = [b.rate for b in out]
+        for row in self.rate:
+            rate[row[2] % parts].append(row)
+        recommendation = [b.recommendation for b in out]
+        for rec in self.recommendation:
+            recommendation[rec[2] % parts].append(rec)
         out[0].dead_letters = list(self.dead_letters)
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -109,27 +109,31 @@ class IngestJob:
         after `db_retry_s`; a continuous one only when stopped while waiting for it).
         """
         # Writer threads: batch N commits while batch N+1 is read and parsed, so the
-        # database's work overlaps ours. Batches commit in order, and the source hears of
-        # each on this thread (Kafka consumers are not thread-safe).
+        # database's work overlaps ours. Offsets commit in batch order, and the source hears
+        # of each batch on this thread (Kafka consumers are not thread-safe).
+        inflight: deque[_InFlight] = deque()
         with ThreadPoolExecutor(
             max_workers=self.options.writers, thread_name_prefix="ingest-writer"
         ) as writer:
             try:
-                pending = self._loop(writer)
+                self._loop(writer, inflight)
+                while inflight:
+                    self._finish(inflight.popleft())
             except BaseException:
                 self.stop.set()  # a writer waiting out a dead database must give up too
                 raise
-            if pending is not None:
-                self._finish(pending)
         log.info("ingest of %s done: %s", self.source.name, self.totals.as_dict())
         return self.totals
 
-    def _loop(self, writer: ThreadPoolExecutor) -> _InFlight | None:
+    def _loop(self, writer: ThreadPoolExecutor, inflight: deque[_InFlight]) -> None:
         opts = self.options
+        # Split batches may have two in flight: the next one's parts start while the last part
+        # of the one before finishes, so no writer idles. Its offsets still wait for every
+        # part before them. A batch that commits its own offsets must wait its turn.
+        depth = 1 if opts.writers == 1 else 2
         started = time.monotonic()
         deadline = started + opts.max_seconds if opts.max_seconds is not None else None
         last_progress = started
-        pending: _InFlight | None = None
         last_short = True
         while not self.stop.is_set():
             now = time.monotonic()
@@ -137,10 +141,10 @@ class IngestJob:
                 log.info("time limit reached after %.1f s", now - started)
                 break
             if opts.until_caught_up:
-                if pending is not None and last_short:
-                    self._finish(pending)
-                    pending = None
-                if pending is None and self._retrying(self.source.caught_up):
+                if last_short:
+                    while inflight:
+                        self._finish(inflight.popleft())
+                if not inflight and self._retrying(self.source.caught_up):
                     log.info("caught up with %s", self.source.name)
                     break
             timeout = opts.poll_timeout_s
@@ -149,20 +153,20 @@ class IngestJob:
             began = time.perf_counter()
             batch = self._retrying(partial(self.source.read, opts.batch_size, timeout))
             last_short = batch.read < opts.batch_size
-            if pending is not None:
-                self._finish(pending)
-                pending = None
+            # An idle read acknowledges everything in flight; a full one makes room.
+            while inflight and (len(inflight) >= depth or not batch.read):
+                self._finish(inflight.popleft())
             if batch.read or batch.offsets:
-                pending = self._submit(writer, batch, began)
+                inflight.append(self._submit(writer, batch, began))
             if time.monotonic() - last_progress >= _PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 log.info("progress %s: %s", self.source.name, self.totals.as_dict())
-        return pending
 
     def _submit(self, writer: ThreadPoolExecutor, batch: Batch, began: float) -> _InFlight:
-        if self.options.writers == 1 or batch.valid < 2 * self.options.writers:
+        if self.options.writers == 1:
             return _InFlight(batch, [writer.submit(self._write, batch, True)], began)
-        parts = batch.split(self.options.writers)
+        # Part 0 always goes: it carries the dead letters, and an empty batch still commits.
+        parts = [p for i, p in enumerate(batch.split(self.options.writers)) if i == 0 or p.valid]
         return _InFlight(batch, [writer.submit(self._write, p, False) for p in parts], began)
 
     def _write(self, batch: Batch, offsets: bool) -> WriteResult:
@@ -173,7 +177,7 @@ class IngestJob:
         source and account it."""
         batch = inflight.batch
         results = [part.result() for part in inflight.parts]
-        if len(results) > 1:
+        if self.options.writers > 1:
             self._retrying(lambda: self.store.write_offsets(batch))
         result = WriteResult.combine(results)
         self.source.committed(batch)
