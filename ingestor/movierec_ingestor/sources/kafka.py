@@ -105,6 +105,7 @@ class KafkaSource:
                 # A typo in the topic must not create an empty topic that "catches up" at once.
                 "allow.auto.create.topics": False,
                 "error_cb": self._client_error,
+                "on_commit": self._mirrored,
                 "logger": _RDKAFKA_LOG,
                 # TLS / SASL (security.protocol, sasl.*, ssl.*): settings.kafka_client_config
                 **dict(client_config or {}),
@@ -256,9 +257,14 @@ class KafkaSource:
             return
         offsets = [TopicPartition(self.address.topic, p, o) for p, o in batch.offsets.items()]
         try:
+            # Asynchronous: the next read goes on at once; the outcome arrives in `_mirrored`.
             self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             log.warning("mirroring offsets to Kafka failed (the store has them): %s", exc)
+
+    def _mirrored(self, error: Any, _partitions: list[Any]) -> None:
+        if error is not None:
+            log.warning("mirroring offsets to Kafka failed (the store has them): %s", error)
 
     def caught_up(self) -> bool:
         """True once every assigned partition was read up to its end as first seen after
