@@ -62,9 +62,9 @@ class KafkaAddress:
 class KafkaSource:
     """One member of a consumer group on one topic, read with librdkafka (confluent-kafka).
 
-    Exactly-once into the store: offsets are written in the same transaction as the events,
-    and on every partition assignment the consumer starts each partition at the store's
-    offset (at the beginning when the store has none). Kafka's committed offsets are written
+    Exactly-once into the store: offsets are written with the events or after them, never
+    before (see `IngestJob`), and on every partition assignment the consumer starts each
+    partition at the store's offset (at the beginning when the store has none). Kafka's committed offsets are written
     after the store commits, only so that lag monitoring works; they are never read back.
     """
 
@@ -146,6 +146,8 @@ class KafkaSource:
         self._pending = set()
         consumer.assign([self._start(tp.partition, committed) for tp in partitions])
         self._log_positions(numbers, committed)
+        for p in numbers:  # "caught up" means up to the end as of now (a failure: asked later)
+            self._target(p)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         # A batch of these partitions may still be committing on a writer thread: harmless,
@@ -193,11 +195,10 @@ class KafkaSource:
         from confluent_kafka import KafkaError
 
         code = error.code()
-        if error.fatal() or code in (
-            KafkaError._AUTHENTICATION,
-            KafkaError.SASL_AUTHENTICATION_FAILED,
-            KafkaError._SSL,
-        ):
+        refused = code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+        # A TLS error is refused only when the certificate is (a reset handshake is transient).
+        untrusted = code == KafkaError._SSL and "certificate" in error.str().lower()
+        if error.fatal() or refused or untrusted:
             self._fatal = f"Kafka {self.address.bootstrap}: {error.str()}"
         else:
             log.warning("Kafka %s: %s", self.address.bootstrap, error.str())
@@ -267,8 +268,8 @@ class KafkaSource:
             log.warning("mirroring offsets to Kafka failed (the store has them): %s", error)
 
     def caught_up(self) -> bool:
-        """True once every assigned partition was read up to its end as first seen after
-        the assignment."""
+        """True once every assigned partition was read up to its end as seen at assignment
+        (or, when the broker could not say then, when first asked after it)."""
         if not self._joined or self._pending:
             return False
         if not self._assigned:
