@@ -59,21 +59,25 @@ class KafkaSecurity(BaseSettings):
 
     def librdkafka_config(self) -> dict[str, Any]:
         """The same settings as librdkafka properties (the ingestor's confluent-kafka consumer)."""
-        config: dict[str, Any] = {"security.protocol": self.security_protocol}
+        config = {
+            _LIBRDKAFKA_NAMES[key]: value
+            for key, value in self.client_config().items()
+            if key != "ssl_check_hostname"
+        }
         if self.security_protocol in ("SSL", "SASL_SSL"):
             config["ssl.endpoint.identification.algorithm"] = (
                 "https" if self.ssl_check_hostname else "none"
             )
-            for key, prop in (
-                ("ssl_cafile", "ssl.ca.location"),
-                ("ssl_certfile", "ssl.certificate.location"),
-                ("ssl_keyfile", "ssl.key.location"),
-            ):
-                if getattr(self, key):
-                    config[prop] = getattr(self, key)
-        if self.security_protocol.startswith("SASL"):
-            config["sasl.mechanism"] = self.sasl_mechanism
-            config["sasl.username"] = self.sasl_username
-            assert self.sasl_password is not None
-            config["sasl.password"] = self.sasl_password.get_secret_value()
         return config
+
+
+# kafka-python's argument names -> librdkafka's property names, for the same settings.
+_LIBRDKAFKA_NAMES = {
+    "security_protocol": "security.protocol",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
