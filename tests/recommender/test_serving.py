@@ -343,3 +343,47 @@ def test_user_metadata_from_the_database_users_table(model_dir: Path, tmp_path: 
     segment = holder.current.fallback.segments[("F", "25-34")][0]
     resp = app.test_client().get("/recommend/7000")
     assert resp.get_data(as_text=True).split(",") == segment
+
+
+def test_answers_that_need_no_model_call_are_made_now_and_the_rest_left_for_a_thread(
+    model_dir: Path,
+) -> None:
+    """`recommend_now` (what the worker's event loop calls) gives exactly `recommend`'s answer
+    for a table hit, an unknown user, an LRU hit or a bad id, and for a user whose list needs a
+    model call gives None without counting anything, so the thread that then answers is the
+    only one to count it."""
+    sink = RecordingSink()
+    json_accept = {"HTTP_ACCEPT": "application/json"}
+    for precompute in (True, False):
+        settings = ServingSettings(model=str(model_dir), precompute=precompute, cache_size=50)
+        app = create_app(settings, start=False, provenance=sink)
+        assert app.extensions["movierec"].holder.load()
+        handler = edge_of(app).handler
+        for raw in ("5", "123456", "x1"):  # known (precomputed) user, unknown user, bad id
+            if raw == "5" and not precompute:
+                continue
+            now = handler.recommend_now(raw, dict(json_accept), False)
+            later = handler.recommend(raw, dict(json_accept), False)
+            assert now is not None
+            assert (now.status, now.body) == (later.status, later.body)
+        if precompute:
+            continue
+        counted = _requests_counted(app)
+        assert counted > 0
+        events = len(sink.events)
+        assert handler.recommend_now("7", {}, False) is None  # needs the model
+        assert len(sink.events) == events  # no exposure
+        assert _requests_counted(app) == counted
+        computed = handler.recommend("7", {}, False)  # a thread's answer fills the LRU
+        cached = handler.recommend_now("7", {}, False)
+        assert cached is not None and cached.body == computed.body
+        assert [e["user_id"] for e in sink.events[events:]] == [7, 7]
+
+
+def _requests_counted(app: Flask) -> float:
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("movierec_requests_total{")
+    )

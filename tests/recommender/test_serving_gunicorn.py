@@ -147,6 +147,32 @@ def test_overload_is_shed_with_fast_503s_not_queued(model_dir: Path) -> None:
         assert _sample(metrics, "movierec_load_shed_total", reason="queue_full") >= len(shed)
 
 
+def _wait_answer_table(url: str, users: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = http_get(url + "/metrics")[2].decode()
+        found = re.search(r"^movierec_precomputed_users (\S+)", text, re.M)
+        if found and float(found.group(1)) >= users:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no answer table of {users} users after {timeout} s")
+
+
+def test_answers_that_need_no_model_call_never_wait_for_a_thread(model_dir: Path) -> None:
+    """Precomputed answers are made in the worker's event loop: with one thread and room for one
+    pending request, 16 concurrent clients (which the thread path sheds, above) all get 200."""
+    env = {"MOVIEREC_RECOMMENDER_MODEL": str(model_dir), "MOVIEREC_EDGE_MAX_PENDING": "1"}
+    with Service(RECOMMENDER_APP, env, workers=1, threads=1) as svc:
+        _wait_answer_table(svc.url, 400)
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda u: http_get(f"{svc.url}/recommend/{u}", timeout=5),
+                                    [u % 500 for u in range(400)]))  # fmt: skip
+        assert [status for status, _, _ in results] == [200] * 400
+        assert all(headers["X-Model-Version"] == model_dir.name for _, headers, _ in results)
+        metrics = http_get(svc.url + "/metrics")[2].decode()
+        assert _sample(metrics, "movierec_load_shed_total", reason="queue_full") == 0
+
+
 # -- admission and request reading: pure decisions, table-tested ------------------------------
 
 

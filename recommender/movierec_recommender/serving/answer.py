@@ -83,8 +83,9 @@ class Answerer:
         ids, scores, _kind = snap.fallback.for_user(uid)
         return Answer(tuple(ids[: self.n]), tuple(scores[: self.n]), reason)
 
-    def answer(self, snap: Snapshot, uid: str, time_left: float) -> Answer:
-        """The model's list for a known user within `time_left` seconds, else a fallback."""
+    def answer_now(self, snap: Snapshot, uid: str) -> Answer | None:
+        """The answer when it needs no model call (the answer table, an unknown user's
+        fallback, the LRU), else None: what the event loop can answer without waiting."""
         table = snap.answers.table
         if table is not None:
             hit = table.get(uid)
@@ -95,6 +96,13 @@ class Answerer:
         cached = self.cache.get((snap.version, uid))
         if cached is not None:
             return Answer(cached[0], cached[1], None)
+        return None
+
+    def answer(self, snap: Snapshot, uid: str, time_left: float) -> Answer:
+        """The model's list for a known user within `time_left` seconds, else a fallback."""
+        now = self.answer_now(snap, uid)
+        if now is not None:
+            return now
         if time_left <= 0:
             return self.fallback(snap, uid, "budget")
         with self._lock:

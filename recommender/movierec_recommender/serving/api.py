@@ -16,7 +16,9 @@ from movierec_recommender.web.reply import NONE, Reply, short_reply
 from movierec_recommender.web.worker import QUEUE_WAIT_KEY
 
 if TYPE_CHECKING:
+    from movierec_recommender.serving.answer import Answer
     from movierec_recommender.serving.app import ServingState
+    from movierec_recommender.serving.holder import Snapshot
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recommender", __name__)
@@ -36,21 +38,51 @@ class RecommenderHandler:
     def recommend(self, raw_id: str, environ: dict[str, Any], head: bool) -> Reply:
         """One answer. Only a `GET` that answered 200 is an exposure (a provenance event)."""
         started = time.perf_counter()
-        st = self.st
-        accept = environ.get("HTTP_ACCEPT")
-        uid = parse_user_id(raw_id)
-        snap = st.holder.current
-        version = snap.version if snap else NONE
-        if uid is None:
-            msg = "bad user id: expected a non-negative integer"
-            return self._finish(short_reply(400, msg, wants_json(accept)), version, started)
-        if snap is None:
-            reply = short_reply(503, "model loading", wants_json(accept), retry_after="1")
-            return self._finish(reply, version, started)
+        found = self._user(raw_id, environ, started)
+        if isinstance(found, Reply):
+            return found
+        uid, snap = found
         waited = environ.get(QUEUE_WAIT_KEY, 0.0)
         spent = waited + (time.perf_counter() - started)
         time_left = min(self.compute_budget, self.budget - spent - 0.05)
-        ans = st.answerer.answer(snap, str(uid), time_left)
+        ans = self.st.answerer.answer(snap, str(uid), time_left)
+        return self._answer(uid, snap, ans, environ, head=head, started=started)
+
+    def recommend_now(self, raw_id: str, environ: dict[str, Any], head: bool) -> Reply | None:
+        """The same answer when it needs no model call (`Answerer.answer_now`: the answer table,
+        a fallback, the LRU), else None with nothing counted: the worker's event loop makes
+        these answers itself, and only model calls take a thread."""
+        started = time.perf_counter()
+        found = self._user(raw_id, environ, started)
+        if isinstance(found, Reply):
+            return found
+        uid, snap = found
+        ans = self.st.answerer.answer_now(snap, str(uid))
+        if ans is None:
+            return None
+        return self._answer(uid, snap, ans, environ, head=head, started=started)
+
+    def _user(
+        self, raw_id: str, environ: dict[str, Any], started: float
+    ) -> tuple[int, Snapshot] | Reply:
+        """The user id and the model to answer with, or the answer when there is neither."""
+        uid = parse_user_id(raw_id)
+        snap = self.st.holder.current
+        version = snap.version if snap else NONE
+        as_json = wants_json(environ.get("HTTP_ACCEPT"))
+        if uid is None:
+            msg = "bad user id: expected a non-negative integer"
+            return self._finish(short_reply(400, msg, as_json), version, started)
+        if snap is None:
+            reply = short_reply(503, "model loading", as_json, retry_after="1")
+            return self._finish(reply, version, started)
+        return uid, snap
+
+    def _answer(
+        self, uid: int, snap: Snapshot, ans: Answer, environ: dict[str, Any], *, head: bool,
+        started: float,
+    ) -> Reply:  # fmt: skip
+        st = self.st
         if ans.fallback is not None:
             st.metrics.fallback_reason.get(ans.fallback).inc()
         body, ctype = render(
@@ -59,7 +91,7 @@ class RecommenderHandler:
             scores=ans.scores,
             model_version=snap.version,
             track=self.track,
-            as_json=wants_json(accept),
+            as_json=wants_json(environ.get("HTTP_ACCEPT")),
         )
         reply = self._finish(Reply(200, body, [("Content-Type", ctype)]), snap.version, started)
         if st.provenance.enabled and not head:

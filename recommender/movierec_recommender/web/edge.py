@@ -56,6 +56,15 @@ class Handler(Protocol):
         ...
 
 
+class ImmediateHandler(Handler, Protocol):
+    """A handler that can often answer without waiting (the recommender: a table lookup); the
+    worker's event loop then makes the answer itself and only the rest take a thread."""
+
+    def recommend_now(self, raw_id: str, environ: Environ, head: bool) -> Reply | None:
+        """The answer if it needs no wait (no model call, no I/O), else None with no effect."""
+        ...
+
+
 class AsyncHandler(Handler, Protocol):
     """A handler that can also answer in the worker's event loop (the router: its answer is
     mostly a wait for an upstream, which the loop can do without holding a thread)."""
@@ -89,6 +98,7 @@ class Edge:
         self.handler = handler
         self.draining = False
         self._start_async: Callable[..., bool] | None = getattr(handler, "recommend_async", None)
+        self._now: Callable[..., Reply | None] | None = getattr(handler, "recommend_now", None)
         self.loop_slots: int = getattr(handler, "loop_slots", 16)
 
     def fast(self, environ: Environ) -> Reply | None:
@@ -99,6 +109,20 @@ class Edge:
             return None
         try:
             return self.handler.recommend(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
+        except Exception:
+            return self._internal_error(environ)
+
+    def fast_now(self, environ: Environ) -> Reply | None:
+        """The answer to `GET`/`HEAD /recommend/<id>` when the handler can make it without
+        waiting (`ImmediateHandler`), for the worker's event loop; None to take a thread."""
+        now = self._now
+        if now is None:
+            return None
+        raw = _recommend_id(environ)
+        if raw is None:
+            return None
+        try:
+            return now(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
         except Exception:
             return self._internal_error(environ)
 

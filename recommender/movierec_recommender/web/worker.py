@@ -4,9 +4,11 @@ gunicorn's gthread hands a connection to a thread as soon as it is readable, and
 blocks reading headers: a handful of clients that send half a request hold every thread. Here the
 main loop reads each connection without blocking into its own buffer until a whole request is in
 (`http1.scan_request`), bounded in time (`header_timeout_s`, then `body_timeout_s`: 408) and size
-(431/413), so a stalled client costs a socket, a buffer and a timer. Only a complete request is
-offered to admission (`admission.AdmissionPolicy`) and, if admitted, to a thread, which parses it
-from memory. Idle keep-alive connections close after `keepalive_s`; past `max_connections` a new
+(431/413), so a stalled client costs a socket, a buffer and a timer. A complete plain
+`/recommend` is answered in the loop when the app can: at once when it needs no wait
+(`Edge.fast_now`, the recommender's precomputed answers), or by waiting there for an upstream
+(`Edge.fast_async`, the router). Any other complete request is offered to admission
+(`admission.AdmissionPolicy`) and, if admitted, to a thread, which parses it from memory. Idle keep-alive connections close after `keepalive_s`; past `max_connections` a new
 connection gets a 503 at once. Everything the worker answers itself (503, 408, 4xx) carries the
 same headers as the app's answers (`reply.edge_headers`).
 
@@ -49,6 +51,7 @@ IDLE, READING, BUSY, WRITING, CLOSED = "idle", "reading", "busy", "writing", "cl
 # A request answered in the loop (`Edge.fast_async`) ends within the app's own deadline (the
 # router's 800 ms budget); past this the worker answers 504 itself, so nothing can hang a client.
 FORWARD_LIMIT_S = 10.0
+ACCEPT_BATCH = 64  # connections taken from the listener's queue per turn of the loop
 _MESSAGES = {
     400: "bad request",
     408: "request timeout",
@@ -141,6 +144,7 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
         }
         self._counters: dict[str, Any] = {}
         self._fast: Any = None
+        self._fast_now: Any = None
         self._fast_async: Any = None
         self.forwarding = 0  # requests being answered in the loop
         self.waiting: deque[EdgeConn] = deque()  # admitted for the loop, waiting for a slot
@@ -154,6 +158,8 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
         super().load_wsgi()
         # the edge's direct entry: plain `/recommend` requests skip gunicorn's parser and WSGI
         self._fast = getattr(self.wsgi, "fast", None)
+        if getattr(self.wsgi, "_now", None) is not None:
+            self._fast_now = self.wsgi.fast_now
         if getattr(self.wsgi, "_start_async", None) is not None:
             self._fast_async = self.wsgi.fast_async
             self.slots = max(1, int(self.wsgi.loop_slots))
@@ -203,13 +209,21 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
     # -- connections ---------------------------------------------------------------------------
 
     def accept(self, server: Any, listener: socket.socket) -> None:
-        try:
-            sock, client = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        conn = EdgeConn(self.cfg, sock, client, server)
+        """Take the connections waiting in the listener's queue, up to `ACCEPT_BATCH` per turn:
+        one per turn would leave a burst of new clients waiting a whole turn each while the
+        loop answers the open connections."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, client = listener.accept()
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    raise
+                return
+            self._accepted(EdgeConn(self.cfg, sock, client, server))
+
+    def _accepted(self, conn: EdgeConn) -> None:
         reason = self.policy.on_connect(self.nr_conns)
         if reason is not None:
             # A fast refusal costs microseconds; waiting in the kernel's queue costs the budget.
@@ -288,7 +302,6 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             if not conn.registered:
                 self._wait(conn, "head")
             return
-        self._unregister(conn)
         conn.phase = BUSY
         conn.gen += 1
         if scan.state == ERROR:
@@ -297,7 +310,16 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             self._close(conn)
             return
         conn.scan = scan
-        if self._fast_async is not None and scan.plain and "%" not in scan.target:
+        plain = scan.plain and "%" not in scan.target
+        if plain and self._fast_now is not None:
+            reply = self._fast_now(self._environ(conn, scan, 0.0))
+            if reply is not None:
+                # Made without waiting: no thread and no queue to admit to. The connection
+                # stays registered for reading (two system calls fewer per answer).
+                self._write_loop_answer(conn, reply, scan.head_only)
+                return
+        self._unregister(conn)
+        if plain and self._fast_async is not None:
             self._forward(conn)
             return
         with self._count_lock:
@@ -392,7 +414,11 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
         conn = done.conn
         if conn.gen != done.gen or conn.phase == CLOSED:
             return  # the client went away, or the safety timer answered first
-        data, keep = self._reply_bytes(conn, reply, done.head_only)
+        self._write_loop_answer(conn, reply, done.head_only)
+
+    def _write_loop_answer(self, conn: EdgeConn, reply: Any, head_only: bool) -> None:
+        """Write an answer made in the loop without blocking, then go on with the connection."""
+        data, keep = self._reply_bytes(conn, reply, head_only)
         try:
             sent = conn.sock.send(data)
         except (BlockingIOError, InterruptedError):
