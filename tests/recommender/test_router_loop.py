@@ -4,6 +4,7 @@ upstreams that are slow, hang, close idle connections, answer garbage or are dow
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import select
 import selectors
@@ -11,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -416,3 +418,37 @@ def test_a_reused_connection_found_closed_is_retried_with_the_whole_request(
         (200, b"stable:/recommend/2", None),
     ]
     assert (stable.requests, stable.connections) == (2, 2)
+
+
+def test_a_finished_call_is_freed_at_once_not_left_to_the_cycle_collector(
+    upstreams: dict[str, RawUpstream],
+) -> None:
+    """A call, its deadline timer and the answer's callback refer to one another while the call
+    is made; once it is answered nothing may keep them. Calls left in cycles made the router's
+    loop stop for 40-100 ms in full collections every few seconds under load."""
+    stable = upstreams["stable"]
+    selector = selectors.DefaultSelector()
+    loop = LoopServices(selector, threading.RLock())
+    calls = LoopUpstreams({"stable": stable.url}, connect_timeout=0.5)
+    answers: list[int] = []
+
+    class Done:
+        def __call__(self, up: Upstream) -> None:
+            answers.append(up.status)
+
+    refs = []
+    gc.disable()  # what is freed below is freed by reference counting alone
+    try:
+        for n in range(1, 21):
+            done = Done()
+            refs.append(weakref.ref(done))
+            calls.call(loop, "stable", f"/recommend/{n}", accept=None, timeout=2.0, head=False,
+                       done=done)  # fmt: skip
+            del done
+            _drive(loop, selector, lambda n=n: len(answers) == n)
+        assert answers == [200] * 20
+        assert [ref() for ref in refs] == [None] * 20
+    finally:
+        gc.enable()
+        calls.close()
+        selector.close()

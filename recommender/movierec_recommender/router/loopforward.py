@@ -319,8 +319,9 @@ class LoopUpstreams:
         if call.finished:
             return
         call.finished = True
-        if call.timer is not None:
-            call.timer.cancel()
+        timer, call.timer = call.timer, None  # the call and its deadline refer to each other
+        if timer is not None:
+            timer.cancel()
         sock = call.sock
         idle = self._idle[call.track]
         if keep and sock is not None and len(idle) < MAX_IDLE:
