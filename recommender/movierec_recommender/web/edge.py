@@ -104,25 +104,21 @@ class Edge:
     def fast(self, environ: Environ) -> Reply | None:
         """The answer to `GET`/`HEAD /recommend/<id>`, or None for anything else. The worker
         calls this directly for plain requests (no WSGI round trip); `__call__` for the rest."""
-        raw = _recommend_id(environ)
-        if raw is None:
-            return None
-        try:
-            return self.handler.recommend(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
-        except Exception:
-            return self._internal_error(environ)
+        return self._recommend(self.handler.recommend, environ)
 
     def fast_now(self, environ: Environ) -> Reply | None:
         """The answer to `GET`/`HEAD /recommend/<id>` when the handler can make it without
         waiting (`ImmediateHandler`), for the worker's event loop; None to take a thread."""
-        now = self._now
-        if now is None:
-            return None
+        return None if self._now is None else self._recommend(self._now, environ)
+
+    def _recommend(
+        self, answer: Callable[[str, Environ, bool], Reply | None], environ: Environ
+    ) -> Reply | None:
         raw = _recommend_id(environ)
         if raw is None:
             return None
         try:
-            return now(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
+            return answer(raw, environ, environ["REQUEST_METHOD"] == "HEAD")
         except Exception:
             return self._internal_error(environ)
 
