@@ -8,8 +8,9 @@ main loop reads each connection without blocking into its own buffer until a who
 `/recommend` is answered in the loop when the app can: at once when it needs no wait
 (`Edge.fast_now`, the recommender's precomputed answers), or by waiting there for an upstream
 (`Edge.fast_async`, the router). Any other complete request is offered to admission
-(`admission.AdmissionPolicy`) and, if admitted, to a thread, which parses it from memory. Idle keep-alive connections close after `keepalive_s`; past `max_connections` a new
-connection gets a 503 at once. Everything the worker answers itself (503, 408, 4xx) carries the
+(`admission.AdmissionPolicy`) and, if admitted, to a thread, which parses it from memory.
+Idle keep-alive connections close after `keepalive_s`; past `max_connections` a new connection
+gets a 503 at once. Everything the worker answers itself (503, 408, 4xx) carries the
 same headers as the app's answers (`reply.edge_headers`).
 
 SIGTERM starts a drain: the app reports not ready (`begin_drain`), answers close their
